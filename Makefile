@@ -1,0 +1,28 @@
+# `make run` and `make test` work on a fresh machine with Python 3.11, make and gcc.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test clean
+
+run: $(VENV)/.runtime
+	$(PY) -m src.launcher
+
+test: $(VENV)/.dev
+	$(PY) -m pytest
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Stamps: reinstall only when the requirement files change.
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+clean:
+	rm -rf $(VENV) var/redis .pytest_cache

@@ -1,0 +1,61 @@
+"""The JSON answers about one task, shared by the handlers."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timezone
+
+from werkzeug.wrappers import Request, Response
+
+from ..context import Context
+from ..errors import ApiError, json_response
+from ..store import FAILED, READY
+
+_TASK_ID = re.compile(r"[0-9]{1,18}")
+
+
+def task_id_from(request: Request) -> int:
+    """`task_id`: a positive integer of at most 18 ASCII digits, given once."""
+    values = request.args.getlist("task_id")
+    if len(values) != 1 or not _TASK_ID.fullmatch(values[0]) or int(values[0]) == 0:
+        raise ApiError(400, "invalid_task_id", "task_id must be a positive integer of at most 18 digits",
+                       "task_id")
+    return int(values[0])
+
+
+def find_task(ctx: Context, task_id: int, user: str) -> dict | None:
+    """The task as `user` may see it: another user's task does not exist for them."""
+    task = ctx.store.get(task_id)
+    if task is None or not (ctx.open_mode or task.get("owner") == user):
+        return None
+    return task
+
+
+def not_found(task_id: int) -> Response:
+    return json_response({"status": "not_found", "task": task_id, "result": None}, 404)
+
+
+def location(task_id: int) -> dict[str, str]:
+    return {"Location": f"/?task_id={task_id}"}
+
+
+def task_answer(ctx: Context, task_id: int, task: dict) -> Response:
+    """GET's answer: wait (202 with Retry-After), ready or failed (200)."""
+    body = {"status": "wait", "task": task_id, "result": None, "progress": min(int(task["progress"]), 99),
+            "kind": task["kind"], "created_at": _iso(task["created_at"]), "updated_at": _iso(task["updated_at"])}
+    if task["state"] == READY:
+        body.update(status="ready", result=json.loads(task["result"]), progress=100)
+    elif task["state"] == FAILED:
+        body.update(status="failed", progress=100,
+                    error={"code": task["error_code"], "message": task["error_message"]})
+    else:
+        retry_after = str(max(1, math.ceil(ctx.settings.scorer_retry_delay)))
+        return json_response(body, 202, {"Retry-After": retry_after})
+    return json_response(body, 200)
+
+
+def _iso(timestamp: str) -> str:
+    moment = datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

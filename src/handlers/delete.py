@@ -1,0 +1,18 @@
+"""DELETE /?task_id=N: remove a task, cancel its jobs, let go of its files."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Request, Response
+
+from .. import lifecycle
+from ..context import Context
+from ..errors import json_response
+from .answers import not_found, task_id_from
+
+
+def handle(ctx: Context, request: Request, user: str) -> Response:
+    task_id = task_id_from(request)
+    owner = "" if ctx.open_mode else user
+    if lifecycle.discard_task(ctx.store, ctx.settings.upload_dir, task_id, owner) is None:
+        return not_found(task_id)
+    return json_response({"status": "deleted", "task": task_id, "result": None})

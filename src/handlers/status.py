@@ -1,0 +1,16 @@
+"""GET /?task_id=N: a task's state."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Request, Response
+
+from ..context import Context
+from .answers import find_task, not_found, task_answer, task_id_from
+
+
+def handle(ctx: Context, request: Request, user: str) -> Response:
+    task_id = task_id_from(request)
+    task = find_task(ctx, task_id, user)
+    if task is None:
+        return not_found(task_id)
+    return task_answer(ctx, task_id, task)

@@ -1,0 +1,94 @@
+"""The client of the remote name-scoring API (the "merlinface" protocol).
+
+One call is one HTTP POST; its answer is sorted into one of four kinds, and the scoring job
+decides what to do next. Nothing here sleeps or retries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+READY, WAIT, REJECTED, FAULT = "ready", "wait", "rejected", "fault"
+
+
+@dataclass(frozen=True)
+class Answer:
+    kind: str
+    result: float | None = None
+    retry_id: Any = None
+    detail: str = ""
+
+
+class ScorerClient:
+    def __init__(self, url: str, timeout: float, session: requests.Session | None = None):
+        self.url = url
+        self.timeout = timeout
+        self.session = session or requests.Session()
+
+    def start(self, name: str, photo_path: str, filename: str, content_type: str) -> Answer:
+        """First call: the name and the photo, with its file name and type."""
+        with open(photo_path, "rb") as photo:
+            return self._post(data={"name": name}, files={"photo": (filename, photo, content_type)})
+
+    def poll(self, retry_id: Any) -> Answer:
+        """Later calls: only the retry id, sent back as it was received."""
+        return self._post(data={"retry_id": str(retry_id)}, files=None)
+
+    def _post(self, data: dict, files: dict | None) -> Answer:
+        try:
+            response = self.session.post(self.url, data=data, files=files, timeout=self.timeout)
+        except requests.Timeout:
+            return Answer(FAULT, detail=f"no answer within {self.timeout:g} s")
+        except requests.RequestException as exc:
+            return Answer(FAULT, detail=f"connection failed: {type(exc).__name__}")
+        return parse(response.status_code, response.content)
+
+
+def parse(status_code: int, body: bytes) -> Answer:
+    """Sort one HTTP answer of the scorer into ready / wait / rejected / fault."""
+    if status_code == 429 or status_code >= 500:
+        return Answer(FAULT, detail=f"HTTP {status_code}")
+    if 400 <= status_code < 500:
+        return Answer(REJECTED, detail=f"HTTP {status_code}: {_snippet(body)}")
+    if not 200 <= status_code < 300:
+        return Answer(FAULT, detail=f"HTTP {status_code}")
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return Answer(FAULT, detail=f"not JSON: {_snippet(body)}")
+    if not isinstance(answer, dict):
+        return Answer(FAULT, detail=f"not a JSON object: {_snippet(body)}")
+    status = answer.get("status")
+    if status in ("ready", "success"):
+        result = _number(answer.get("result"))
+        if result is None:
+            return Answer(FAULT, detail=f"ready without a numeric result: {_snippet(body)}")
+        return Answer(READY, result=result)
+    if status == "wait":
+        retry_id = answer.get("retry_id")
+        if isinstance(retry_id, bool) or not isinstance(retry_id, (str, int)) or retry_id == "":
+            return Answer(FAULT, detail=f"wait without a retry_id: {_snippet(body)}")
+        return Answer(WAIT, retry_id=retry_id)
+    if status == "error":
+        return Answer(REJECTED, detail=f"scorer error: {_snippet(body)}")
+    return Answer(FAULT, detail=f"unknown status: {_snippet(body)}")
+
+
+def _number(value: Any) -> float | None:
+    """The result as a finite float, also when sent as a string; None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    return body[:limit].decode("utf-8", "replace")

@@ -1,0 +1,38 @@
+"""The steps shared by the web process and the workers when a task takes or lets go of its
+files: a stored photo is kept while any task uses it, and removed with the last one."""
+
+from __future__ import annotations
+
+from . import photos, queues
+from .store import Store
+
+
+def keep_photo(store: Store, upload_dir: str, task_id: int, digest: str, temp_path: str) -> None:
+    """Register `task_id` as a user of the photo, then put the upload in its place.
+
+    Under the photo's lock, so a concurrent delete of the photo's last other user cannot
+    unlink the file between the two steps. Rewriting an existing copy is harmless: the bytes
+    are the same by construction.
+    """
+    with store.photo_lock(digest):
+        store.add_photo_user(digest, task_id)
+        photos.keep(upload_dir, temp_path, digest)
+
+
+def release_photo(store: Store, upload_dir: str, task_id: int, digest: str) -> None:
+    with store.photo_lock(digest):
+        if store.drop_photo_user(digest, task_id) == 0:
+            photos.discard(photos.photo_path(upload_dir, digest))
+
+
+def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:
+    """Remove a task, cancel its pending job and let go of its files; None when there is no
+    such task (for `owner`)."""
+    task = store.remove(task_id, owner)
+    if task is None:
+        return None
+    if task.get("job_id"):
+        queues.cancel(store.redis, task["job_id"])
+    if task.get("digest"):
+        release_photo(store, upload_dir, task_id, task["digest"])
+    return task

@@ -1,0 +1,34 @@
+"""The request class of the app: werkzeug's, with the upload limits of the settings and file
+parts spooled to UPLOAD_DIR while they are hashed."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Request
+
+from . import photos
+from .settings import Settings
+
+
+def request_class(settings: Settings) -> type[Request]:
+    class ApiRequest(Request):
+        # werkzeug answers 413 from Content-Length before reading, or while streaming.
+        max_content_length = settings.max_upload_bytes
+        max_form_memory_size = 64 * 1024
+        max_form_parts = 32
+
+        def __init__(self, environ, *args, **kwargs):
+            super().__init__(environ, *args, **kwargs)
+            self.spooled: list[photos.HashingFile] = []
+
+        def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+            spool = photos.HashingFile(settings.upload_dir)
+            self.spooled.append(spool)
+            return spool
+
+        def discard_uploads(self) -> None:
+            """Remove every spooled part not moved into storage."""
+            for spool in self.spooled:
+                spool.close()
+                photos.discard(spool.path)
+
+    return ApiRequest

@@ -1,0 +1,16 @@
+"""The WSGI entry point: `application` for any WSGI server, `python wsgi.py` to serve it with
+waitress on $PORT."""
+
+import logging
+
+import waitress
+
+from src.app import create_app
+from src.settings import Settings
+
+settings = Settings.from_env()
+application = create_app(settings)
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    waitress.serve(application, host="0.0.0.0", port=settings.port, threads=8, ident="photo-tasks")
