@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 run: $(VENV)/.runtime
 	$(PY) -m src.launcher
@@ -26,3 +26,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 
 clean:
 	rm -rf $(VENV) var/redis .pytest_cache
+
+# Benchmarks: measured figures, never assertions. See docs/performance.md.
+bench: $(VENV)/.dev
+	$(PY) bench/waiting_tasks.py

@@ -1,0 +1,89 @@
+"""The service as a user meets it: the web app under waitress on a free port and real RQ
+workers as subprocesses, plus small helpers. Shared by the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+import waitress
+from PIL import Image
+
+from src.app import create_app
+from src.processes import spawn
+from src.settings import Settings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Service:
+    """The web app and its workers, started with the given settings."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.settings = Settings.from_env(env)
+        self.server = waitress.create_server(create_app(self.settings), host="127.0.0.1", port=0, threads=8)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}/"
+        self.workers: list[subprocess.Popen] = []
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._thread.start()
+
+    def start_workers(self, count: int) -> None:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        log = open(os.path.join(self.settings.upload_dir, "..", "workers.log"), "ab")
+        for _ in range(count):
+            self.workers.append(spawn([sys.executable, "-m", "src.worker"], cwd=ROOT, env=env,
+                                      stdout=log, stderr=subprocess.STDOUT))
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        self.workers = []
+
+    def stop(self) -> None:
+        self.stop_workers()
+        self.server.close()
+
+    # --- requests, as a user sends them -------------------------------------------------
+    def post(self, photo: bytes | None = None, filename: str = "face.jpg", content_type: str = "image/jpeg",
+             headers: dict | None = None, **fields) -> requests.Response:
+        """A multipart POST: the text fields, and the photo as a file part when given."""
+        parts = {key: (None, str(value)) for key, value in fields.items()}
+        if photo is not None:
+            parts["photo"] = (filename, photo, content_type)
+        return requests.post(self.url, files=parts, headers=headers, timeout=10)
+
+    def get(self, task_id, headers: dict | None = None) -> requests.Response:
+        return requests.get(self.url, params={"task_id": task_id}, headers=headers, timeout=10)
+
+    def delete(self, task_id, headers: dict | None = None) -> requests.Response:
+        return requests.delete(self.url, params={"task_id": task_id}, headers=headers, timeout=10)
+
+    def wait_done(self, task_id, timeout: float = 20, headers: dict | None = None) -> requests.Response:
+        """Poll GET until the task is no longer waiting."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.get(task_id, headers)
+            if answer.status_code != 202 or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.1)
+
+
+def make_photo(seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
+    """A small real image whose bytes differ with `seed`."""
+    image = Image.new("RGB", size, (seed * 37 % 256, seed * 91 % 256, 120))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def files_under(path) -> set[str]:
+    return {os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path) for f in names}

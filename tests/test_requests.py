@@ -1,0 +1,332 @@
+"""Scoring requests, task states, dedupe and DELETE, as a user sees them over HTTP."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+from src.simulator import expected_score
+from tests.conftest import files_under, make_photo
+
+NAME = "Ann Lee"
+
+
+def first_calls(scorer) -> list[dict]:
+    """The scorer calls that started a task (name + photo), not the polls."""
+    return [call for call in scorer.calls() if "name" in call["fields"]]
+
+
+def polls(scorer) -> list[dict]:
+    return [call for call in scorer.calls() if "retry_id" in call["fields"]]
+
+
+def wait_for(condition, timeout: float = 10, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(step)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def stored_photos(service) -> set[str]:
+    return {path for path in files_under(service.settings.upload_dir) if path.startswith("photos")}
+
+
+def create(service, photo=None, name=NAME, **kw):
+    answer = service.post(make_photo(1) if photo is None else photo, name=name, **kw)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "received"
+    return answer.json()["task"]
+
+
+# --- POST: a new task ---------------------------------------------------------------------
+
+def test_new_task_is_received_with_location(service):
+    answer = service.post(make_photo(1), name=NAME)
+    assert answer.status_code == 202
+    assert answer.headers["Content-Type"].startswith("application/json")
+    body = answer.json()
+    task = body["task"]
+    assert isinstance(task, int) and task > 0
+    assert body == {"status": "received", "task": task, "result": None}
+    assert answer.headers["Location"] == f"/?task_id={task}"
+
+
+def test_new_tasks_get_distinct_numbers(service):
+    first = create(service, make_photo(1))
+    second = create(service, make_photo(2))
+    assert second != first
+
+
+# --- GET: waiting, ready, not found -------------------------------------------------------
+
+def test_get_while_waiting_answers_wait_with_retry_after(service, scorer):
+    scorer.configure(wait_rounds=3)
+    task = create(service)
+    answer = service.get(task)
+    assert answer.status_code == 202
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert re.fullmatch(r"[0-9]+", answer.headers.get("Retry-After", "")), answer.headers
+    body = answer.json()
+    assert body["status"] == "wait"
+    assert body["task"] == task
+    assert body["result"] is None
+    assert isinstance(body["progress"], int) and not isinstance(body["progress"], bool)
+    assert 0 <= body["progress"] <= 99
+
+
+def test_progress_never_goes_down_while_waiting(service, scorer):
+    scorer.configure(wait_rounds=2)
+    task = create(service)
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        answer = service.get(task)
+        seen.append(answer.json()["progress"])
+        if answer.status_code != 202:
+            break
+        time.sleep(0.1)
+    assert seen == sorted(seen)
+    assert seen[-1] == 100
+
+
+def test_get_ready_answers_the_score(service, scorer):
+    photo = make_photo(3)
+    task = create(service, photo)
+    answer = service.wait_done(task)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("application/json")
+    body = answer.json()
+    assert body["status"] == "ready"
+    assert body["task"] == task
+    assert is_number(body["result"])
+    assert body["result"] == pytest.approx(expected_score(NAME, photo))
+    assert body["progress"] == 100
+
+
+def test_ready_after_wait_rounds(service, scorer):
+    scorer.configure(wait_rounds=1)
+    photo = make_photo(4)
+    task = create(service, photo)
+    body = service.wait_done(task).json()
+    assert body["status"] == "ready"
+    assert body["result"] == pytest.approx(expected_score(NAME, photo))
+    assert len(polls(scorer)) == 1
+
+
+def test_result_sent_as_string_is_a_number(service, scorer):
+    scorer.configure(result_as="string")
+    photo = make_photo(5)
+    task = create(service, photo)
+    body = service.wait_done(task).json()
+    assert body["status"] == "ready"
+    assert is_number(body["result"])
+    assert body["result"] == pytest.approx(expected_score(NAME, photo))
+
+
+def test_status_word_success_means_ready(service, scorer):
+    scorer.configure(status_word="success")
+    photo = make_photo(6)
+    task = create(service, photo)
+    answer = service.wait_done(task)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "ready"
+    assert body["result"] == pytest.approx(expected_score(NAME, photo))
+    assert body["progress"] == 100
+
+
+def test_get_unknown_task_is_not_found(service):
+    answer = service.get(987654)
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.json() == {"status": "not_found", "task": 987654, "result": None}
+
+
+def test_get_answers_carry_kind_and_created_at(service, scorer):
+    scorer.configure(wait_rounds=3)
+    task = create(service)
+    waiting = service.get(task).json()
+    assert waiting["status"] == "wait"
+    assert "kind" in waiting and "created_at" in waiting
+    scorer.configure(wait_rounds=0)
+    ready_task = create(service, make_photo(7))
+    ready = service.wait_done(ready_task).json()
+    assert ready["status"] == "ready"
+    assert "kind" in ready and "created_at" in ready
+
+
+# --- dedupe -------------------------------------------------------------------------------
+
+def test_same_photo_and_name_when_ready_answers_the_result(service, scorer, redis_client):
+    photo = make_photo(8)
+    task = create(service, photo, "Ann Lee")
+    result = service.wait_done(task).json()["result"]
+    calls_before = len(scorer.calls())
+    seq_before = redis_client.get("pt:task_seq")
+
+    answer = service.post(photo, name="  ann   LEE ")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ready", "task": task, "result": result}
+    time.sleep(0.3)
+    assert len(scorer.calls()) == calls_before
+    assert redis_client.get("pt:task_seq") == seq_before
+    assert create(service, make_photo(9)) == task + 1
+
+
+def test_same_photo_and_name_while_running_answers_wait(service, scorer, redis_client):
+    scorer.configure(wait_rounds=3)
+    photo = make_photo(10)
+    task = create(service, photo, "Ann Lee")
+    seq_before = redis_client.get("pt:task_seq")
+
+    answer = service.post(photo, name="ANN LEE")
+    assert answer.status_code == 202
+    assert answer.headers["Location"] == f"/?task_id={task}"
+    assert answer.json() == {"status": "wait", "task": task, "result": None}
+    assert redis_client.get("pt:task_seq") == seq_before
+
+
+def test_other_name_makes_a_new_task(service):
+    photo = make_photo(11)
+    first = create(service, photo, "Ann Lee")
+    second = create(service, photo, "Bob Lee")
+    assert second != first
+
+
+def test_other_photo_makes_a_new_task(service):
+    first = create(service, make_photo(12), NAME)
+    second = create(service, make_photo(13), NAME)
+    assert second != first
+
+
+def test_other_user_makes_a_new_task(make_service):
+    service = make_service(api_keys="alice:k1,bob:k2")
+    photo = make_photo(14)
+    alice = service.post(photo, name=NAME, headers={"Authorization": "Bearer k1"})
+    bob = service.post(photo, name=NAME, headers={"Authorization": "Bearer k2"})
+    assert alice.status_code == 202 and alice.json()["status"] == "received"
+    assert bob.status_code == 202 and bob.json()["status"] == "received"
+    assert bob.json()["task"] != alice.json()["task"]
+
+
+def test_same_request_after_failure_makes_a_new_task(service, scorer):
+    scorer.configure(faults=["reject"])
+    photo = make_photo(15)
+    task = create(service, photo)
+    failed = service.wait_done(task)
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "failed"
+
+    again = service.post(photo, name=NAME)
+    assert again.status_code == 202
+    assert again.json()["status"] == "received"
+    assert again.json()["task"] != task
+    assert service.wait_done(again.json()["task"]).json()["status"] == "ready"
+
+
+def test_concurrent_identical_posts_make_one_task(service, scorer):
+    photo = make_photo(16)
+    answers = [None] * 16
+    barrier = threading.Barrier(16)
+
+    def send(i):
+        barrier.wait()
+        answers[i] = service.post(photo, name=NAME)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(answer.status_code in (200, 202) for answer in answers), [a.text for a in answers]
+    tasks = {answer.json()["task"] for answer in answers}
+    assert len(tasks) == 1
+    received = [answer for answer in answers if answer.json()["status"] == "received"]
+    assert len(received) == 1
+    assert service.wait_done(tasks.pop()).json()["status"] == "ready"
+    assert len(first_calls(scorer)) == 1
+
+
+# --- DELETE -------------------------------------------------------------------------------
+
+def test_delete_ready_task(service):
+    photo = make_photo(17)
+    task = create(service, photo)
+    assert service.wait_done(task).json()["status"] == "ready"
+
+    answer = service.delete(task)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.json() == {"status": "deleted", "task": task, "result": None}
+
+    gone = service.get(task)
+    assert gone.status_code == 404
+    assert gone.json() == {"status": "not_found", "task": task, "result": None}
+    again = service.delete(task)
+    assert again.status_code == 404
+    assert again.json() == {"status": "not_found", "task": task, "result": None}
+
+
+def test_same_photo_after_delete_makes_a_new_task(service):
+    photo = make_photo(18)
+    task = create(service, photo)
+    assert service.wait_done(task).json()["status"] == "ready"
+    assert service.delete(task).status_code == 200
+
+    answer = service.post(photo, name=NAME)
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "received"
+    assert answer.json()["task"] != task
+
+
+def test_delete_removes_the_photo_file_of_its_last_task(service):
+    task = create(service, make_photo(19))
+    assert service.wait_done(task).json()["status"] == "ready"
+    assert len(stored_photos(service)) == 1
+
+    assert service.delete(task).status_code == 200
+    assert stored_photos(service) == set()
+
+
+def test_delete_keeps_a_photo_another_task_uses(service):
+    photo = make_photo(20)
+    first = create(service, photo, "Ann Lee")
+    second = create(service, photo, "Bob Lee")
+    assert service.wait_done(first).json()["status"] == "ready"
+    assert service.wait_done(second).json()["status"] == "ready"
+    kept = stored_photos(service)
+    assert len(kept) == 1
+
+    assert service.delete(first).status_code == 200
+    assert stored_photos(service) == kept
+    assert service.delete(second).status_code == 200
+    assert stored_photos(service) == set()
+
+
+def test_delete_waiting_task_stops_it(make_service, scorer):
+    service = make_service(scorer_retry_delay=0.2)
+    scorer.configure(wait_rounds=5)
+    task = create(service, make_photo(21))
+    wait_for(lambda: len(first_calls(scorer)) == 1)
+    assert service.get(task).status_code == 202
+
+    answer = service.delete(task)
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "deleted", "task": task, "result": None}
+    calls_at_delete = len(scorer.calls())
+
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert service.get(task).status_code == 404
+        time.sleep(0.2)
+    assert len(scorer.calls()) <= calls_at_delete + 1  # at most one poll already in flight
+    assert stored_photos(service) == set()
