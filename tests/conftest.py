@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from harness import Service, files_under, make_photo  # noqa: F401 (re-exported for the tests)
+from harness import Service
 from src.embedded_redis import EmbeddedRedis
 from src.simulator import serve
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from src.simulator import expected_score
-from tests.conftest import files_under, make_photo
+from harness import files_under, make_photo
 
 NAME = "Ann Lee"
 

@@ -1,0 +1,337 @@
+"""Every error row of the contract, and who may see what: each rejected request answers the
+one error shape and leaves nothing behind (no task, no job, no file)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from harness import files_under, make_photo
+
+NAME = "Ann Lee"
+NOISE_PREFIXES = (b"rq:worker", b"rq:workers", b"rq:scheduler", b"rq:queues", b"rq:clean_registries")
+
+
+def noisy_photo(fmt: str, size=(200, 150), seed: int = 0) -> bytes:
+    """An image whose pixel data is most of its bytes, so cutting it in half cuts the pixels."""
+    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, pixels).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def snapshot(redis_client, service) -> tuple:
+    keys = {key for key in redis_client.keys("*") if not key.startswith(NOISE_PREFIXES)}
+    return keys, redis_client.get("pt:task_seq"), files_under(service.settings.upload_dir)
+
+
+def assert_error_shape(answer: requests.Response, status: int, field=None) -> dict:
+    """The one error shape; `field` a name that must be given, or a tuple of acceptable ones."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert "Traceback" not in answer.text
+    body = answer.json()
+    assert body["status"] == "error"
+    assert body["result"] is None
+    error = body["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    if isinstance(field, str):
+        assert error.get("field") == field, body
+    elif field is not None:
+        assert error.get("field") in field, body
+    return body
+
+
+@pytest.fixture
+def rejected(redis_client):
+    """`rejected(service, send, status, field=None)`: `send()` is answered with the error
+    shape and leaves no key, job or file behind."""
+
+    def check(service, send, status, field=None) -> requests.Response:
+        before = snapshot(redis_client, service)
+        answer = send()
+        assert_error_shape(answer, status, field)
+        time.sleep(0.05)
+        assert snapshot(redis_client, service) == before
+        return answer
+
+    return check
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# --- 400: fields ------------------------------------------------------------------------
+
+def test_photo_missing(service, rejected):
+    rejected(service, lambda: service.post(name=NAME), 400, "photo")
+
+
+def test_name_missing(service, rejected):
+    rejected(service, lambda: service.post(make_photo(1)), 400, "name")
+
+
+@pytest.mark.parametrize("name", ["", "   ", "A" * 101, "12345", "Ann\x07", "Ann\nLee", "Ann\x00"],
+                         ids=["empty", "spaces", "101-chars", "digits", "bell", "newline", "nul"])
+def test_invalid_name(service, rejected, name):
+    rejected(service, lambda: service.post(make_photo(1), name=name), 400, "name")
+
+
+def test_name_and_width_together(service, rejected):
+    rejected(service, lambda: service.post(make_photo(1), name=NAME, width=100), 400, ("name", "width"))
+
+
+def test_name_and_height_together(service, rejected):
+    rejected(service, lambda: service.post(make_photo(1), name=NAME, height=100), 400, ("name", "height"))
+
+
+def test_name_of_100_characters_is_accepted(service):
+    answer = service.post(make_photo(1), name="A" * 100)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "received"
+
+
+def test_name_of_100_characters_with_spaces_around_is_accepted(service):
+    answer = service.post(make_photo(1), name="  " + "B" * 100 + "  ")
+    assert answer.status_code == 202, answer.text
+
+
+# --- 400: task_id -----------------------------------------------------------------------
+
+BAD_TASK_IDS = ["abc", "0", "-1", "1.5", "1" * 19, "", " 1", "1 ", "+1", "0x1", "\uff11"]
+
+
+@pytest.mark.parametrize("task_id", BAD_TASK_IDS)
+def test_get_with_invalid_task_id(service, rejected, task_id):
+    rejected(service, lambda: service.get(task_id), 400, "task_id")
+
+
+@pytest.mark.parametrize("task_id", BAD_TASK_IDS)
+def test_delete_with_invalid_task_id(service, rejected, task_id):
+    rejected(service, lambda: service.delete(task_id), 400, "task_id")
+
+
+def test_get_without_task_id(service, rejected):
+    rejected(service, lambda: requests.get(service.url, timeout=10), 400, "task_id")
+
+
+def test_delete_without_task_id(service, rejected):
+    rejected(service, lambda: requests.delete(service.url, timeout=10), 400, "task_id")
+
+
+def test_task_id_of_18_digits_is_valid(service):
+    answer = service.get("9" * 18)
+    assert answer.status_code == 404
+    assert answer.json() == {"status": "not_found", "task": int("9" * 18), "result": None}
+
+
+# --- 401 --------------------------------------------------------------------------------
+
+BAD_AUTH = {
+    "none": {},
+    "wrong-key": bearer("nope"),
+    "basic": {"Authorization": "Basic YWxpY2U6azE="},
+    "empty-bearer": {"Authorization": "Bearer "},
+    "key-without-scheme": {"Authorization": "k1"},
+}
+
+
+@pytest.fixture
+def keyed(make_service):
+    return make_service(api_keys="alice:k1,bob:k2")
+
+
+def assert_unauthorized(answer):
+    assert "Bearer" in answer.headers.get("WWW-Authenticate", "")
+
+
+@pytest.mark.parametrize("headers", BAD_AUTH.values(), ids=BAD_AUTH.keys())
+def test_post_without_valid_key(keyed, rejected, headers):
+    answer = rejected(keyed, lambda: keyed.post(make_photo(1), name=NAME, headers=headers), 401)
+    assert_unauthorized(answer)
+
+
+@pytest.mark.parametrize("headers", BAD_AUTH.values(), ids=BAD_AUTH.keys())
+def test_get_without_valid_key(keyed, rejected, headers):
+    task = keyed.post(make_photo(1), name=NAME, headers=bearer("k1")).json()["task"]
+    answer = rejected(keyed, lambda: keyed.get(task, headers=headers), 401)
+    assert_unauthorized(answer)
+
+
+@pytest.mark.parametrize("headers", BAD_AUTH.values(), ids=BAD_AUTH.keys())
+def test_delete_without_valid_key(keyed, rejected, headers):
+    task = keyed.post(make_photo(1), name=NAME, headers=bearer("k1")).json()["task"]
+    answer = rejected(keyed, lambda: keyed.delete(task, headers=headers), 401)
+    assert_unauthorized(answer)
+    assert keyed.get(task, headers=bearer("k1")).status_code in (200, 202)
+
+
+def test_right_key_works(keyed):
+    created = keyed.post(make_photo(1), name=NAME, headers=bearer("k1"))
+    assert created.status_code == 202
+    task = created.json()["task"]
+    assert keyed.wait_done(task, headers=bearer("k1")).json()["status"] == "ready"
+    assert keyed.delete(task, headers=bearer("k1")).status_code == 200
+
+
+def test_other_users_task_does_not_exist_for_them(keyed):
+    task = keyed.post(make_photo(1), name=NAME, headers=bearer("k1")).json()["task"]
+    not_found = {"status": "not_found", "task": task, "result": None}
+
+    get = keyed.get(task, headers=bearer("k2"))
+    assert get.status_code == 404
+    assert get.json() == not_found
+    delete = keyed.delete(task, headers=bearer("k2"))
+    assert delete.status_code == 404
+    assert delete.json() == not_found
+
+    mine = keyed.get(task, headers=bearer("k1"))
+    assert mine.status_code in (200, 202)
+    assert mine.json()["task"] == task
+
+
+def test_open_mode_anyone_with_the_number_reads_the_task(service):
+    task = service.post(make_photo(1), name=NAME).json()["task"]
+    answer = requests.get(service.url, params={"task_id": task}, timeout=10)
+    assert answer.status_code in (200, 202)
+    assert answer.json()["task"] == task
+
+
+# --- 413 --------------------------------------------------------------------------------
+
+@pytest.fixture
+def small(make_service):
+    return make_service(max_upload_bytes=20000)
+
+
+def test_body_over_max_upload_bytes(small, rejected):
+    photo = noisy_photo("PNG")  # a real image of well over 50 KB
+    assert len(photo) > 50_000
+    rejected(small, lambda: small.post(photo, name=NAME), 413)
+
+
+def test_chunked_body_over_max_upload_bytes(small, rejected):
+    boundary = "xxBOUNDARYxx"
+
+    def body():
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{NAME}\r\n"
+               f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.png\"\r\n"
+               "Content-Type: image/png\r\n\r\n").encode()
+        for _ in range(50):
+            yield b"\0" * 1000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    rejected(small, lambda: requests.post(small.url, data=body(), headers=headers, timeout=10), 413)
+
+
+def test_body_under_max_upload_bytes_is_accepted(small):
+    answer = small.post(make_photo(1), name=NAME)
+    assert answer.status_code == 202, answer.text
+
+
+# --- 415 --------------------------------------------------------------------------------
+
+def test_urlencoded_body(service, rejected):
+    rejected(service, lambda: requests.post(service.url, data={"name": NAME}, timeout=10), 415)
+
+
+def test_json_body(service, rejected):
+    rejected(service, lambda: requests.post(service.url, json={"name": NAME, "photo": "x"}, timeout=10), 415)
+
+
+def test_body_without_content_type(service, rejected):
+    rejected(service, lambda: requests.post(service.url, data=b"hello", timeout=10), 415)
+
+
+@pytest.mark.parametrize("photo", [
+    b"hello",
+    b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
+    make_photo(1, fmt="PPM"),
+    make_photo(1, size=(32, 32), fmt="ICO"),
+], ids=["text", "pdf", "ppm", "ico"])
+def test_photo_not_a_supported_image(service, rejected, photo):
+    rejected(service, lambda: service.post(photo, name=NAME, filename="face.jpg", content_type="image/jpeg"),
+             415, "photo")
+
+
+# --- 422 --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_image(service, rejected, fmt):
+    photo = noisy_photo(fmt)
+    rejected(service, lambda: service.post(photo[: len(photo) // 2], name=NAME), 422, "photo")
+
+
+def test_image_over_max_image_pixels(make_service, rejected):
+    service = make_service(max_image_pixels=1000)
+    rejected(service, lambda: service.post(make_photo(1, size=(64, 48)), name=NAME), 422, "photo")
+
+
+def test_image_at_max_image_pixels_is_accepted(make_service):
+    service = make_service(max_image_pixels=64 * 48)
+    answer = service.post(make_photo(1, size=(64, 48)), name=NAME)
+    assert answer.status_code == 202, answer.text
+
+
+# --- accepted formats -------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"])
+def test_supported_format_recognised_by_content(service, fmt):
+    answer = service.post(make_photo(2, fmt=fmt), name=NAME, filename="notes.txt",
+                          content_type="application/octet-stream")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "received"
+
+
+# --- 405 and unknown paths --------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "OPTIONS"])
+def test_other_methods_not_allowed(service, rejected, method):
+    answer = rejected(service, lambda: requests.request(method, service.url, timeout=10), 405)
+    allowed = {part.strip() for part in answer.headers.get("Allow", "").split(",")}
+    assert {"GET", "POST", "DELETE"} <= allowed
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_unknown_path(service, rejected, method):
+    rejected(service, lambda: requests.request(method, service.url + "nope", timeout=10), 404)
+
+
+# --- 503 --------------------------------------------------------------------------------
+
+def test_redis_down_answers_503_then_recovers(service, redis_server):
+    photo = make_photo(3)
+    task = service.post(photo, name=NAME).json()["task"]
+    ready = service.wait_done(task).json()
+    assert ready["status"] == "ready"
+    files_before = files_under(service.settings.upload_dir)
+
+    redis_server.stop()
+    try:
+        for send in (lambda: service.post(make_photo(4), name=NAME), lambda: service.get(task),
+                     lambda: service.delete(task)):
+            started = time.monotonic()
+            answer = send()
+            elapsed = time.monotonic() - started
+            assert_error_shape(answer, 503)
+            assert answer.headers.get("Retry-After", "").isdigit(), answer.headers
+            assert elapsed < 1.5, elapsed
+        assert files_under(service.settings.upload_dir) == files_before
+    finally:
+        redis_server.start()
+
+    again = service.get(task)
+    assert again.status_code == 200, again.text
+    assert again.json()["result"] == ready["result"]
+    created = service.post(make_photo(5), name=NAME)
+    assert created.status_code == 202, created.text
+    assert created.json()["status"] == "received"
