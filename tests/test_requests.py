@@ -330,3 +330,15 @@ def test_delete_waiting_task_stops_it(make_service, scorer):
         time.sleep(0.2)
     assert len(scorer.calls()) <= calls_at_delete + 1  # at most one poll already in flight
     assert stored_photos(service) == set()
+
+
+def test_finished_task_expires_with_its_files_after_task_ttl(make_service):
+    service = make_service(task_ttl=1)
+    task = create(service, make_photo(40))
+    assert service.wait_done(task).json()["status"] == "ready"
+    assert stored_photos(service)
+
+    wait_for(lambda: service.get(task).status_code == 404, timeout=5)
+    wait_for(lambda: not stored_photos(service), timeout=5)
+    again = service.post(make_photo(40), name=NAME)
+    assert again.status_code == 202 and again.json()["task"] != task
