@@ -5,7 +5,7 @@ import logging
 
 import waitress
 
-from src.app import create_app
+from src.app import WAITRESS_OPTIONS, create_app
 from src.settings import Settings
 
 settings = Settings.from_env()
@@ -13,4 +13,4 @@ application = create_app(settings)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    waitress.serve(application, host="0.0.0.0", port=settings.port, threads=8, ident="photo-tasks")
+    waitress.serve(application, host="0.0.0.0", port=settings.port, **WAITRESS_OPTIONS)

@@ -19,6 +19,10 @@ from .store import Store, connect
 
 log = logging.getLogger("photo_tasks")
 
+# How waitress serves the app. Waitress would strip X-Forwarded-* headers itself; instead
+# ProxyFix (in create_app) trusts exactly TRUSTED_PROXIES hops of them.
+WAITRESS_OPTIONS = {"threads": 8, "ident": "photo-tasks", "clear_untrusted_proxy_headers": False}
+
 
 class Application:
     def __init__(self, settings: Settings):

@@ -15,7 +15,7 @@ import requests
 import waitress
 from PIL import Image
 
-from src.app import create_app
+from src.app import WAITRESS_OPTIONS, create_app
 from src.processes import spawn
 from src.settings import Settings
 
@@ -28,7 +28,8 @@ class Service:
     def __init__(self, env: dict[str, str]):
         self.env = env
         self.settings = Settings.from_env(env)
-        self.server = waitress.create_server(create_app(self.settings), host="127.0.0.1", port=0, threads=8)
+        self.server = waitress.create_server(create_app(self.settings), host="127.0.0.1", port=0,
+                                             **WAITRESS_OPTIONS)
         self.url = f"http://127.0.0.1:{self.server.effective_port}/"
         self.workers: list[subprocess.Popen] = []
         self._thread = threading.Thread(target=self.server.run, daemon=True)

@@ -217,6 +217,23 @@ def test_other_user_makes_a_new_task(make_service):
     assert bob.json()["task"] != alice.json()["task"]
 
 
+def test_open_mode_users_are_addresses_behind_trusted_proxies(make_service):
+    service = make_service(trusted_proxies=1)
+    photo = make_photo(15)
+    first = service.post(photo, name=NAME, headers={"X-Forwarded-For": "198.51.100.1"})
+    other = service.post(photo, name=NAME, headers={"X-Forwarded-For": "198.51.100.2"})
+    assert first.json()["status"] == "received" and other.json()["status"] == "received"
+    assert other.json()["task"] != first.json()["task"]
+
+
+def test_forwarded_for_is_ignored_without_trusted_proxies(service):
+    photo = make_photo(16)
+    first = service.post(photo, name=NAME, headers={"X-Forwarded-For": "198.51.100.1"})
+    again = service.post(photo, name=NAME, headers={"X-Forwarded-For": "198.51.100.2"})
+    assert first.json()["status"] == "received"
+    assert again.json()["task"] == first.json()["task"]
+
+
 def test_same_request_after_failure_makes_a_new_task(service, scorer):
     scorer.configure(faults=["reject"])
     photo = make_photo(15)
