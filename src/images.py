@@ -18,6 +18,8 @@ SUPPORTED = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+# Formats Pillow names apart that are one of the above: a phone's multi-picture JPEG.
+ALIASES = {"MPO": "JPEG"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def inspect(path: str, max_pixels: int) -> ImageInfo:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(path, formats=list(SUPPORTED)) as image:
-                info = ImageInfo(image.format, *image.size)
+                info = ImageInfo(ALIASES.get(image.format, image.format), *image.size)
                 _check_size(info, max_pixels)
                 _decode(image)
         except ApiError:
@@ -69,6 +71,6 @@ def _too_large(max_pixels: int) -> ApiError:
 
 
 def _decode(image: Image.Image) -> None:
-    if image.format == "JPEG":
+    if image.format in ("JPEG", "MPO"):
         image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
     image.load()

@@ -18,7 +18,7 @@ import time
 
 from .embedded_redis import EmbeddedRedis, free_port
 from .processes import spawn
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,7 +123,11 @@ class Launcher:
 
 
 def main() -> int:
-    launcher = Launcher(Settings.from_env())
+    try:
+        launcher = Launcher(Settings.from_env())
+    except SettingsError as exc:
+        say(f"bad setting: {exc}")
+        return 2
     signal.signal(signal.SIGINT, launcher.request_stop)
     signal.signal(signal.SIGTERM, launcher.request_stop)
     try:

@@ -292,6 +292,17 @@ def test_supported_format_recognised_by_content(service, fmt):
     assert answer.json()["status"] == "received"
 
 
+def test_phone_multi_picture_jpeg_is_a_jpeg(service, scorer):
+    """Phones write MPO: a JPEG with more pictures appended. Pillow names it apart."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(buffer, "MPO", save_all=True,
+                                           append_images=[Image.new("RGB", (64, 48), "blue")])
+    answer = service.post(buffer.getvalue(), name=NAME, filename="IMG_0001.JPG")
+    assert answer.status_code == 202, answer.text
+    assert service.wait_done(answer.json()["task"]).json()["status"] == "ready"
+    assert scorer.calls()[0]["files"]["photo"]["content_type"] == "image/jpeg"
+
+
 # --- 405 and unknown paths --------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "OPTIONS"])

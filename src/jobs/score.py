@@ -30,7 +30,8 @@ def score_task(task_id: int) -> str:
         return "task gone"
     if time.time() >= float(task["deadline"]):
         return _fail(store, task_id, task, "scorer_timeout", _timeout_message(task, settings))
-    store.update(task_id, progress=PROGRESS_SENT, state="running")
+    if not store.update(task_id, progress=PROGRESS_SENT, state="running"):
+        return "task gone"  # deleted since it was read
     answer = _call(ScorerClient(settings.scorer_url, settings.scorer_timeout), task, settings)
     if answer.kind == READY:
         return _finish(store, task_id, task, answer.result)
