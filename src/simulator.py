@@ -105,7 +105,8 @@ def _describe(request):
             "sha256": hashlib.sha256(data).hexdigest(),
         }
     fields = request.form.to_dict()
-    return {"time": time.time(), "path": request.path, "fields": fields, "files": files}
+    return {"time": time.time(), "path": request.path, "mimetype": request.mimetype,
+            "fields": fields, "files": files}
 
 
 class Simulator:

@@ -142,6 +142,7 @@ def test_wait_rounds_poll_with_only_the_retry_id_after_the_delay(make_service, s
     calls = scorer.calls()
     assert len(calls) == 4
     assert is_first_call(calls[0], photo)
+    assert all(call["mimetype"] == "multipart/form-data" for call in calls), calls
     polls = calls[1:]
     for poll in polls:
         assert set(poll["fields"]) == {"retry_id"}, poll

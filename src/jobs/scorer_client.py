@@ -33,15 +33,16 @@ class ScorerClient:
     def start(self, name: str, photo_path: str, filename: str, content_type: str) -> Answer:
         """First call: the name and the photo, with its file name and type."""
         with open(photo_path, "rb") as photo:
-            return self._post(data={"name": name}, files={"photo": (filename, photo, content_type)})
+            return self._post({"name": (None, name), "photo": (filename, photo, content_type)})
 
     def poll(self, retry_id: Any) -> Answer:
         """Later calls: only the retry id, sent back as it was received."""
-        return self._post(data={"retry_id": str(retry_id)}, files=None)
+        return self._post({"retry_id": (None, str(retry_id))})
 
-    def _post(self, data: dict, files: dict | None) -> Answer:
+    def _post(self, parts: dict) -> Answer:
+        """One multipart/form-data POST (a part with file name None is a plain field)."""
         try:
-            response = self.session.post(self.url, data=data, files=files, timeout=self.timeout)
+            response = self.session.post(self.url, files=parts, timeout=self.timeout)
         except requests.Timeout:
             return Answer(FAULT, detail=f"no answer within {self.timeout:g} s")
         except requests.RequestException as exc:
