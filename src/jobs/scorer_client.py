@@ -72,7 +72,7 @@ def parse(status_code: int, body: bytes) -> Answer:
         return Answer(READY, result=result)
     if status == "wait":
         retry_id = answer.get("retry_id")
-        if isinstance(retry_id, bool) or not isinstance(retry_id, (str, int)) or retry_id == "":
+        if isinstance(retry_id, bool) or not isinstance(retry_id, (str, int, float)) or retry_id == "":
             return Answer(FAULT, detail=f"wait without a retry_id: {_snippet(body)}")
         return Answer(WAIT, retry_id=retry_id)
     if status == "error":
