@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import redis
@@ -32,11 +33,14 @@ class Application:
     def __call__(self, environ, start_response):
         request = self.request_class(environ)
         request_id = uuid.uuid4().hex[:16]
+        started = time.perf_counter()
         try:
             response = self._respond(request, request_id)
         finally:
             request.close()
         response.headers["X-Request-Id"] = request_id
+        log.info("%s %s %s %s -> %d in %.1f ms", request_id, request.remote_addr, request.method,
+                 request.full_path.rstrip("?"), response.status_code, (time.perf_counter() - started) * 1000)
         return response(environ, start_response)
 
     def _respond(self, request, request_id: str) -> Response:
