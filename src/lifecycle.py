@@ -25,6 +25,18 @@ def release_photo(store: Store, upload_dir: str, task_id: int, digest: str) -> N
             photos.discard(photos.photo_path(upload_dir, digest))
 
 
+def finish_task(store: Store, task_id: int, digest: str, result: float) -> None:
+    """A waiting task is ready; its files go when its keys expire."""
+    if store.finish(task_id, result):
+        queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl)
+
+
+def fail_task(store: Store, task_id: int, digest: str, code: str, message: str) -> None:
+    """A waiting task failed; its files go when its keys expire."""
+    if store.fail(task_id, code, message):
+        queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl)
+
+
 def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:
     """Remove a task, cancel its pending job and let go of its files; None when there is no
     such task (for `owner`)."""

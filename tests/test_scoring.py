@@ -9,6 +9,7 @@ and about d + 2 s later; the timing bounds below allow for that.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 import time
@@ -21,7 +22,7 @@ from rq.job import Job
 from rq.registry import FinishedJobRegistry, ScheduledJobRegistry
 
 from src.simulator import expected_score
-from harness import make_photo
+from harness import files_under, make_photo
 
 NAME = "Ann Lee"
 
@@ -364,3 +365,15 @@ def test_delete_of_a_waiting_task_cancels_its_scheduled_job(service, scorer, red
     assert len(scorer.calls()) <= calls_at_delete + 1  # at most one that was in flight
     assert not jobs_of(scheduled, task)
     assert service.get(task).status_code == 404
+
+
+def test_a_job_that_raises_fails_its_task_which_then_expires(make_service, redis_client):
+    service = make_service(workers=0, task_ttl=2)
+    task = start_task(service, make_photo(90))
+    for path in files_under(service.settings.upload_dir):  # the worker will not find the photo
+        os.unlink(os.path.join(service.settings.upload_dir, path))
+    service.start_workers(1)
+
+    assert_failed(service, task, "internal_error")
+    assert wait_until(lambda: service.get(task).status_code == 404 and not redis_client.keys("pt:photo:*"),
+                      timeout=6)

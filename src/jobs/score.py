@@ -12,7 +12,7 @@ import time
 
 from rq import get_current_job
 
-from .. import photos, queues
+from .. import lifecycle, photos, queues
 from ..settings import current_settings
 from ..store import WAITING, Store
 from .scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
@@ -73,14 +73,12 @@ def _run_again(store: Store, task_id: int, task: dict, delay: float, settings) -
 
 
 def _finish(store: Store, task_id: int, task: dict, result: float) -> str:
-    if store.finish(task_id, result):
-        queues.schedule_expiry(store.redis, task_id, task["digest"], store.task_ttl)
+    lifecycle.finish_task(store, task_id, task["digest"], result)
     return "ready"
 
 
 def _fail(store: Store, task_id: int, task: dict, code: str, message: str) -> str:
-    if store.fail(task_id, code, message):
-        queues.schedule_expiry(store.redis, task_id, task["digest"], store.task_ttl)
+    lifecycle.fail_task(store, task_id, task["digest"], code, message)
     return code
 
 
