@@ -28,20 +28,20 @@ SEQ_KEY = PREFIX + "task_seq"
 WAITING = ("queued", "running")
 READY, FAILED = "ready", "failed"
 
-# Claim a dedupe entry, or report the live task that already holds it.
+# Claim a dedupe entry, or report the live task that already holds it (with its result).
 # KEYS: dedupe key, sequence key.  ARGV: task-key prefix, then field/value pairs.
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if held then
-  local state = redis.call('HGET', ARGV[1] .. held, 'state')
-  if state and state ~= 'failed' then return {held, state} end
+  local task = redis.call('HMGET', ARGV[1] .. held, 'state', 'result')
+  if task[1] and task[1] ~= 'failed' then return {held, task[1], task[2] or ''} end
 end
 local id = redis.call('INCR', KEYS[2])
 local fields = {}
 for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', ARGV[1] .. id, 'dedupe', KEYS[1], unpack(fields))
 redis.call('SET', KEYS[1], id)
-return {tostring(id), 'new'}
+return {tostring(id), 'new', ''}
 """
 
 # Update a task that is still waiting; progress only ever goes up.
@@ -114,6 +114,7 @@ def dedupe_key(owner: str, kind: str, settings: str, digest: str) -> str:
 class Claim:
     task_id: int
     state: str  # 'new' or the existing task's state
+    result: Any = None  # the existing task's result, when it is ready
 
     @property
     def is_new(self) -> bool:
@@ -141,8 +142,8 @@ class Store:
         """Create a queued task for `dedupe`, unless a live task already holds it."""
         now = time.time()
         fields = {"state": "queued", "progress": 0, "created_at": now, "updated_at": now, **fields}
-        task_id, state = self._claim(keys=[dedupe, SEQ_KEY], args=[PREFIX + "task:", *_pairs(fields)])
-        return Claim(int(task_id), state.decode())
+        task_id, state, result = self._claim(keys=[dedupe, SEQ_KEY], args=[PREFIX + "task:", *_pairs(fields)])
+        return Claim(int(task_id), state.decode(), json.loads(result) if result else None)
 
     def get(self, task_id: int) -> dict[str, str] | None:
         raw = self.redis.hgetall(self.task_key(task_id))

@@ -3,7 +3,6 @@ the same photo and settings for this user."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import unicodedata
@@ -14,7 +13,7 @@ from werkzeug.wrappers import Request, Response
 from .. import images, lifecycle, queues
 from ..context import Context
 from ..errors import ApiError, json_response
-from ..store import READY, dedupe_key, normalise_name
+from ..store import READY, Claim, dedupe_key, normalise_name
 from .answers import location
 
 MAX_NAME_LENGTH = 100
@@ -82,7 +81,7 @@ def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.
         deadline=time.time() + settings.scorer_deadline,
     )
     if not claim.is_new:
-        return _existing(ctx, claim.task_id)
+        return _existing(claim)
     try:
         lifecycle.keep_photo(store, settings.upload_dir, claim.task_id, spool.digest, spool.path)
         job_id = queues.new_job_id(claim.task_id)
@@ -95,12 +94,12 @@ def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.
     return json_response(body, 202, location(claim.task_id))
 
 
-def _existing(ctx: Context, task_id: int) -> Response:
+def _existing(claim: Claim) -> Response:
     """The live task that already holds this photo and settings: ready (200) or wait (202)."""
-    task = ctx.store.get(task_id)
-    if task is not None and task["state"] == READY:
-        return json_response({"status": "ready", "task": task_id, "result": json.loads(task["result"])})
-    return json_response({"status": "wait", "task": task_id, "result": None}, 202, location(task_id))
+    if claim.state == READY:
+        return json_response({"status": "ready", "task": claim.task_id, "result": claim.result})
+    body = {"status": "wait", "task": claim.task_id, "result": None}
+    return json_response(body, 202, location(claim.task_id))
 
 
 def _filename(photo: FileStorage, info: images.ImageInfo) -> str:

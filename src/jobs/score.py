@@ -39,14 +39,13 @@ def score_task(task_id: int) -> str:
         return _fail(store, task_id, task, "scorer_rejected", f"the scorer rejected the task ({answer.detail})")
     if answer.kind == WAIT:
         rounds = int(task.get("rounds", 0)) + 1
-        store.update(task_id, progress=_wait_progress(rounds), retry_id=json.dumps(answer.retry_id),
-                     rounds=rounds, faults=0)
-        return _run_again(store, task_id, task, settings.scorer_retry_delay, settings)
+        return _run_again(store, task_id, task, settings.scorer_retry_delay, settings,
+                          progress=_wait_progress(rounds), retry_id=json.dumps(answer.retry_id),
+                          rounds=rounds, faults=0)
     assert answer.kind == FAULT
     faults = int(task.get("faults", 0)) + 1
-    store.update(task_id, faults=faults, last_fault=answer.detail)
     backoff = min(settings.scorer_retry_delay * 2 ** (faults - 1), MAX_BACKOFF)
-    return _run_again(store, task_id, task, backoff, settings)
+    return _run_again(store, task_id, task, backoff, settings, faults=faults, last_fault=answer.detail)
 
 
 def _call(client: ScorerClient, task: dict, settings) -> Answer:
@@ -62,11 +61,13 @@ def _wait_progress(rounds: int) -> int:
     return PROGRESS_SENT + int(span * (1 - 0.6 ** rounds))
 
 
-def _run_again(store: Store, task_id: int, task: dict, delay: float, settings) -> str:
-    """Schedule the next run after `delay`, but no later than the task's deadline."""
+def _run_again(store: Store, task_id: int, task: dict, delay: float, settings,
+               progress: int | None = None, **fields) -> str:
+    """Record what this run learnt, and schedule the next run after `delay`, but no later
+    than the task's deadline."""
     at = min(time.time() + delay, float(task["deadline"]))
     job_id = queues.new_job_id(task_id)
-    if not store.update(task_id, job_id=job_id):
+    if not store.update(task_id, progress, job_id=job_id, **fields):
         return "task gone"
     queues.schedule_score(store.redis, task_id, job_id, settings, at)
     return f"next run in {delay:g} s"
