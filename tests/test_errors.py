@@ -233,6 +233,12 @@ def test_chunked_body_over_max_upload_bytes(small, rejected):
     rejected(small, lambda: requests.post(small.url, data=body(), headers=headers, timeout=10), 413)
 
 
+def test_body_over_max_upload_bytes_of_any_type(small, rejected):
+    body = json.dumps({"name": NAME, "photo": "x" * 50_000})
+    rejected(small, lambda: requests.post(small.url, data=body, timeout=10,
+                                          headers={"Content-Type": "application/json"}), 413)
+
+
 def test_body_under_max_upload_bytes_is_accepted(small):
     answer = small.post(make_photo(1), name=NAME)
     assert answer.status_code == 202, answer.text

@@ -21,8 +21,6 @@ RESIZE_FIELDS = ("width", "height")
 
 
 def handle(ctx: Context, request: Request, user: str) -> Response:
-    if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
     try:
         return _create(ctx, request, user)
     finally:
@@ -30,7 +28,9 @@ def handle(ctx: Context, request: Request, user: str) -> Response:
 
 
 def _create(ctx: Context, request: Request, user: str) -> Response:
-    form, files = _parse(request)
+    form, files = _parse(request)  # first, so any body over MAX_UPLOAD_BYTES gets 413
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
     name = _name(form)
     photo = _photo(files)
     spool = photo.stream  # the HashingFile the request spooled it to
