@@ -1,0 +1,122 @@
+"""The resize pipeline: one source image in, one upright, resized, re-encoded image out.
+
+Fast where it matters:
+- a JPEG is decoded already shrunk (`draft`: libjpeg scales by 1/2, 1/4 or 1/8 while it
+  decodes), to about twice the output size, so a 48 MP photo never exists in memory;
+- what is left is shrunk by whole factors (`reducing_gap`: a cheap box filter), and only
+  the last step uses the high-quality Lanczos filter;
+- the image is turned upright (EXIF orientation) on the decoded, already smaller pixels, and
+  an image with alpha bound for JPEG is flattened before resizing, not after.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from PIL import ExifTags, Image, ImageCms, ImageOps
+
+from ..resize_spec import ResizeSpec
+from .geometry import Plan, plan
+
+# How much larger than the output the decoded JPEG stays, and how far whole-factor reducing
+# goes before Lanczos takes over; both measured in bench/resize.py (see docs/performance.md).
+DRAFT_GAP = 2.0
+REDUCING_GAP = 2.0
+
+PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+ENCODER_OPTIONS = {
+    "jpeg": lambda quality: {"quality": quality, "optimize": True, "progressive": True},
+    "png": lambda quality: {"compress_level": 6},
+    "webp": lambda quality: {"quality": quality, "method": 4},
+}
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the image a quarter
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class Resized:
+    width: int
+    height: int
+    bytes: int
+
+
+def resize(source_path: str, spec: ResizeSpec, output_path: str,
+           report: Callable[[str], None] = lambda stage: None) -> Resized:
+    """Resize the image at `source_path` as `spec` says and write it to `output_path`.
+
+    `report` is told each stage as it is done: "decoded", "resized", "encoded".
+    """
+    with Image.open(source_path) as image:
+        turned = image.getexif().get(ExifTags.Base.Orientation, 1) in SWAPPING_ORIENTATIONS
+        upright = (image.height, image.width) if turned else image.size
+        layout = plan(upright, spec)
+        _shrink_on_load(image, layout, turned)
+        image.load()  # a GIF stays on its first frame
+        report("decoded")
+        ImageOps.exif_transpose(image, in_place=True)
+        icc_profile = image.info.get("icc_profile")
+        pixels = _working_mode(image, keep_alpha=spec.format != "jpeg")
+    pixels = _scale(pixels, layout, upright)
+    report("resized")
+    pixels, icc_profile = _output_colours(pixels, icc_profile)
+    options = ENCODER_OPTIONS[spec.format](spec.quality)
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    pixels.info.clear()  # no EXIF, XMP, comments or other metadata
+    pixels.save(output_path, PILLOW_FORMATS[spec.format], **options)
+    report("encoded")
+    return Resized(pixels.width, pixels.height, os.path.getsize(output_path))
+
+
+def _shrink_on_load(image: Image.Image, layout: Plan, turned: bool) -> None:
+    """Ask a JPEG decoder for the smallest scale that still leaves DRAFT_GAP × the pixels
+    the output needs (other formats ignore `draft`)."""
+    scale_x, scale_y = layout.scale
+    if turned:
+        scale_x, scale_y = scale_y, scale_x
+    needed = (int(image.width * scale_x * DRAFT_GAP) + 1, int(image.height * scale_y * DRAFT_GAP) + 1)
+    image.draft(None, needed)
+
+
+def _working_mode(image: Image.Image, keep_alpha: bool) -> Image.Image:
+    """Pixels in a mode Pillow resizes well: RGBA when the alpha is kept, otherwise flattened
+    on white; 16-bit grey scaled to 8 bits; palettes expanded; L, RGB and CMYK as they are."""
+    if image.has_transparency_data:
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        if keep_alpha:
+            return rgba
+        flat = Image.new("RGB", rgba.size, WHITE)
+        flat.paste(rgba, mask=rgba)
+        return flat
+    if image.mode in SIXTEEN_BIT_MODES:
+        return image.convert("I").point(lambda value: value / 256).convert("L")
+    if image.mode in ("L", "RGB", "CMYK"):
+        return image
+    return image.convert("L" if image.mode == "1" else "RGB")
+
+
+def _scale(pixels: Image.Image, layout: Plan, upright: tuple[int, int]) -> Image.Image:
+    """Lanczos to the output size, from the planned region of the (maybe already shrunk)
+    pixels, after shrinking by whole factors while that keeps REDUCING_GAP × the output."""
+    to_x, to_y = pixels.width / upright[0], pixels.height / upright[1]
+    left, top, right, bottom = layout.box
+    box = (left * to_x, top * to_y, right * to_x, bottom * to_y)
+    return pixels.resize(layout.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+
+
+def _output_colours(pixels: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """CMYK (print) becomes RGB for the web: through its ICC profile into sRGB when it has one."""
+    if pixels.mode != "CMYK":
+        return pixels, icc_profile
+    if icc_profile:
+        try:
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+            return ImageCms.profileToProfile(pixels, source, srgb, outputMode="RGB"), srgb.tobytes()
+        except ImageCms.PyCMSError:
+            pass  # a damaged profile: fall back to the plain conversion
+    return pixels.convert("RGB"), None

@@ -1,0 +1,46 @@
+"""What a resize task asks for: read from the form by the web process, stored with the task,
+and carried out by the resize job."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+FITS = ("contain", "cover", "fill")
+FORMATS = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+DEFAULT_QUALITY = 85
+
+
+@dataclass(frozen=True)
+class ResizeSpec:
+    """The box (`width` and/or `height`, None when not given) and how to fill it.
+
+    `format` is "" until the source is known (the default follows the source).
+    """
+
+    width: int | None
+    height: int | None
+    fit: str = "contain"
+    enlarge: bool = False
+    format: str = "jpeg"
+    quality: int = DEFAULT_QUALITY
+
+    def resolved(self, source_format: str) -> "ResizeSpec":
+        """The request in one canonical form, defaults filled in, so equal requests dedupe.
+
+        The default format is the source's (`source_format` is Pillow's name) when we write
+        it, else JPEG. With one side given the other follows the aspect ratio, so every fit
+        gives the same image; PNG is lossless, so its quality changes nothing.
+        """
+        fmt = self.format or (source_format.lower() if source_format.lower() in FORMATS else "jpeg")
+        fit = self.fit if self.width and self.height else "contain"
+        quality = 0 if fmt == "png" else self.quality
+        return replace(self, format=fmt, fit=fit, quality=quality)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> "ResizeSpec":
+        return cls(**json.loads(raw))
