@@ -3,7 +3,7 @@ files: a stored photo is kept while any task uses it, and removed with the last 
 
 from __future__ import annotations
 
-from . import photos, queues
+from . import photos, queues, results
 from .store import Store
 
 
@@ -19,20 +19,27 @@ def keep_photo(store: Store, upload_dir: str, task_id: int, digest: str, temp_pa
         photos.keep(upload_dir, temp_path, digest)
 
 
-def release_photo(store: Store, upload_dir: str, task_id: int, digest: str) -> None:
+def release_files(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str = "") -> None:
+    """Remove a gone task's result, and its photo unless another task still uses it."""
+    if result_file:
+        photos.discard(results.result_path(upload_dir, result_file))
     with store.photo_lock(digest):
         if store.drop_photo_user(digest, task_id) == 0:
             photos.discard(photos.photo_path(upload_dir, digest))
 
 
-def finish_task(store: Store, task_id: int, digest: str, result: float) -> None:
-    """A waiting task is ready; its files go when its keys expire."""
-    if store.finish(task_id, result):
-        queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl)
+def finish_task(store: Store, task_id: int, digest: str, result, result_file: str = "") -> bool:
+    """A waiting task is ready; its files go when its keys expire. False when the task is
+    gone (deleted meanwhile): then the caller still owns `result_file`."""
+    fields = {"result_file": result_file} if result_file else {}
+    if not store.finish(task_id, result, **fields):
+        return False
+    queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
+    return True
 
 
 def fail_task(store: Store, task_id: int, digest: str, code: str, message: str) -> None:
-    """A waiting task failed; its files go when its keys expire."""
+    """A waiting task failed; its photo goes when its keys expire."""
     if store.fail(task_id, code, message):
         queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl)
 
@@ -46,5 +53,5 @@ def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -
     if task.get("job_id"):
         queues.cancel(store.redis, task["job_id"])
     if task.get("digest"):
-        release_photo(store, upload_dir, task_id, task["digest"])
+        release_files(store, upload_dir, task_id, task["digest"], task.get("result_file", ""))
     return task

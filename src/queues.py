@@ -24,6 +24,8 @@ RESIZE_QUEUE = "resize"
 QUEUES = (SCORE_QUEUE, RESIZE_QUEUE)
 
 _SCORE_JOB = "src.jobs.score.score_task"
+_RESIZE_JOB = "src.jobs.resize.resize_task"
+RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
 _EXPIRE_JOB = "src.jobs.expire.expire_task"
 _ON_FAILURE = Callback("src.jobs.failure.mark_task_failed")
 
@@ -42,10 +44,15 @@ def schedule_score(conn: redis.Redis, task_id: int, job_id: str, settings: Setti
         _whole_second(at), _SCORE_JOB, task_id, **_score_options(task_id, job_id, settings))
 
 
-def schedule_expiry(conn: redis.Redis, task_id: int, digest: str, after: float) -> Job:
+def enqueue_resize(conn: redis.Redis, task_id: int, job_id: str) -> Job:
+    return Queue(RESIZE_QUEUE, connection=conn).enqueue(
+        _RESIZE_JOB, task_id, **_task_options("resize", task_id, job_id, RESIZE_JOB_TIMEOUT))
+
+
+def schedule_expiry(conn: redis.Redis, task_id: int, digest: str, after: float, result_file: str = "") -> Job:
     """Forget a finished task's files when its time to live ends (its keys expire in Redis)."""
     return Queue(SCORE_QUEUE, connection=conn).enqueue_at(
-        _whole_second(time.time() + after), _EXPIRE_JOB, task_id, digest,
+        _whole_second(time.time() + after), _EXPIRE_JOB, task_id, digest, result_file,
         description=f"expire task {task_id}", result_ttl=0, failure_ttl=24 * 3600)
 
 
@@ -62,11 +69,15 @@ def cancel(conn: redis.Redis, job_id: str) -> None:
 
 def _score_options(task_id: int, job_id: str, settings: Settings) -> dict:
     # One run makes one call: its connect and read timeouts, plus slack for the rest.
-    job_timeout = 2 * settings.scorer_timeout + 30
+    return _task_options("score", task_id, job_id, 2 * settings.scorer_timeout + 30)
+
+
+def _task_options(kind: str, task_id: int, job_id: str, timeout: float) -> dict:
+    """A task's job: named after the task (for rq-dashboard), failing the task if it raises."""
     return dict(
         job_id=job_id,
-        description=f"score task {task_id}",
-        job_timeout=math.ceil(job_timeout),
+        description=f"{kind} task {task_id}",
+        job_timeout=math.ceil(timeout),
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
         on_failure=_ON_FAILURE,

@@ -1,13 +1,14 @@
-"""The one entry point, `/`, dispatched by method to a handler."""
+"""The one entry point, `/`, dispatched by method to a handler; and the resized images under
+`/files/`, which need no API key (their URLs are the key)."""
 
 from __future__ import annotations
 
 from werkzeug.wrappers import Request, Response
 
-from . import auth
+from . import auth, results
 from .context import Context
 from .errors import ApiError
-from .handlers import create, delete, status
+from .handlers import create, delete, files, status
 
 HANDLERS = {
     "GET": status.handle,
@@ -15,15 +16,21 @@ HANDLERS = {
     "POST": create.handle,
     "DELETE": delete.handle,
 }
-ALLOW = ", ".join(HANDLERS)
+READ_ONLY = ("GET", "HEAD")
 
 
 def dispatch(ctx: Context, request: Request) -> Response:
+    if request.path.startswith(results.URL_PREFIX):
+        _allow(request, READ_ONLY)
+        return files.handle(ctx, request, request.path[len(results.URL_PREFIX):])
     if request.path != "/":
         raise ApiError(404, "not_found", f"no such path: {request.path}; everything is at /")
-    handler = HANDLERS.get(request.method)
-    if handler is None:
-        raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed on /",
-                       headers={"Allow": ALLOW})
+    _allow(request, tuple(HANDLERS))
     user = auth.identify(request, ctx.settings.api_keys)
-    return handler(ctx, request, user)
+    return HANDLERS[request.method](ctx, request, user)
+
+
+def _allow(request: Request, methods: tuple[str, ...]) -> None:
+    if request.method not in methods:
+        raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}",
+                       headers={"Allow": ", ".join(methods)})

@@ -155,8 +155,8 @@ class Store:
         args = ["" if progress is None else int(progress), *_pairs(fields)]
         return bool(self._update(keys=[self.task_key(task_id)], args=args))
 
-    def finish(self, task_id: int, result: Any) -> bool:
-        return self._end(task_id, state=READY, result=json.dumps(result))
+    def finish(self, task_id: int, result: Any, **fields: Any) -> bool:
+        return self._end(task_id, state=READY, result=json.dumps(result), **fields)
 
     def fail(self, task_id: int, code: str, message: str) -> bool:
         return self._end(task_id, state=FAILED, error_code=code, error_message=message)

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
-from harness import Service
+from harness import Service, assert_error_shape, files_under
 from src.embedded_redis import EmbeddedRedis
 from src.simulator import serve
 
@@ -77,3 +79,28 @@ def make_service(redis_server, redis_client, scorer, tmp_path):
 @pytest.fixture
 def service(make_service):
     return make_service()
+
+
+# Keys RQ workers keep for themselves, which come and go whatever a request does.
+NOISE_PREFIXES = (b"rq:worker", b"rq:workers", b"rq:scheduler", b"rq:queues", b"rq:clean_registries")
+
+
+def snapshot(redis_client, service) -> tuple:
+    keys = {key for key in redis_client.keys("*") if not key.startswith(NOISE_PREFIXES)}
+    return keys, redis_client.get("pt:task_seq"), files_under(service.settings.upload_dir)
+
+
+@pytest.fixture
+def rejected(redis_client):
+    """`rejected(service, send, status, field=None)`: `send()` is answered with the error
+    shape and leaves no key, job or file behind."""
+
+    def check(service, send, status, field=None):
+        before = snapshot(redis_client, service)
+        answer = send()
+        assert_error_shape(answer, status, field)
+        time.sleep(0.05)
+        assert snapshot(redis_client, service) == before
+        return answer
+
+    return check

@@ -68,6 +68,10 @@ class Service:
     def delete(self, task_id, headers: dict | None = None) -> requests.Response:
         return requests.delete(self.url, params={"task_id": task_id}, headers=headers, timeout=10)
 
+    def fetch(self, path: str, method: str = "GET", headers: dict | None = None) -> requests.Response:
+        """A request for another path on the server, such as a result's URL."""
+        return requests.request(method, self.url.rstrip("/") + path, headers=headers, timeout=10)
+
     def wait_done(self, task_id, timeout: float = 20, headers: dict | None = None) -> requests.Response:
         """Poll GET until the task is no longer waiting."""
         deadline = time.monotonic() + timeout
@@ -88,3 +92,25 @@ def make_photo(seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
 
 def files_under(path) -> set[str]:
     return {os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path) for f in names}
+
+
+def assert_error_shape(answer: requests.Response, status: int, field=None) -> dict:
+    """The one error shape; `field` a name that must be given, or a tuple of acceptable ones."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert "Traceback" not in answer.text
+    body = answer.json()
+    assert body["status"] == "error"
+    assert body["result"] is None
+    error = body["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    if isinstance(field, str):
+        assert error.get("field") == field, body
+    elif field is not None:
+        assert error.get("field") in field, body
+    return body
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}

@@ -12,10 +12,9 @@ import pytest
 import requests
 from PIL import Image
 
-from harness import files_under, make_photo
+from harness import assert_error_shape, bearer, files_under, make_photo
 
 NAME = "Ann Lee"
-NOISE_PREFIXES = (b"rq:worker", b"rq:workers", b"rq:scheduler", b"rq:queues", b"rq:clean_registries")
 
 
 def noisy_photo(fmt: str, size=(200, 150), seed: int = 0) -> bytes:
@@ -24,49 +23,6 @@ def noisy_photo(fmt: str, size=(200, 150), seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     Image.frombytes("RGB", size, pixels).save(buffer, fmt)
     return buffer.getvalue()
-
-
-def snapshot(redis_client, service) -> tuple:
-    keys = {key for key in redis_client.keys("*") if not key.startswith(NOISE_PREFIXES)}
-    return keys, redis_client.get("pt:task_seq"), files_under(service.settings.upload_dir)
-
-
-def assert_error_shape(answer: requests.Response, status: int, field=None) -> dict:
-    """The one error shape; `field` a name that must be given, or a tuple of acceptable ones."""
-    assert answer.status_code == status, answer.text
-    assert answer.headers["Content-Type"].startswith("application/json")
-    assert "Traceback" not in answer.text
-    body = answer.json()
-    assert body["status"] == "error"
-    assert body["result"] is None
-    error = body["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
-    if isinstance(field, str):
-        assert error.get("field") == field, body
-    elif field is not None:
-        assert error.get("field") in field, body
-    return body
-
-
-@pytest.fixture
-def rejected(redis_client):
-    """`rejected(service, send, status, field=None)`: `send()` is answered with the error
-    shape and leaves no key, job or file behind."""
-
-    def check(service, send, status, field=None) -> requests.Response:
-        before = snapshot(redis_client, service)
-        answer = send()
-        assert_error_shape(answer, status, field)
-        time.sleep(0.05)
-        assert snapshot(redis_client, service) == before
-        return answer
-
-    return check
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 # --- 400: fields ------------------------------------------------------------------------

@@ -51,9 +51,15 @@ def task_answer(ctx: Context, task_id: int, task: dict) -> Response:
         body.update(status="failed", progress=100,
                     error={"code": task["error_code"], "message": task["error_message"]})
     else:
-        retry_after = str(max(1, math.ceil(ctx.settings.scorer_retry_delay)))
-        return json_response(body, 202, {"Retry-After": retry_after})
+        return json_response(body, 202, {"Retry-After": _retry_after(ctx, task["kind"])})
     return json_response(body, 200)
+
+
+def _retry_after(ctx: Context, kind: str) -> str:
+    """When to ask again: a resize takes about a second, a scoring task polls the scorer."""
+    if kind == "resize":
+        return "1"
+    return str(max(1, math.ceil(ctx.settings.scorer_retry_delay)))
 
 
 def _iso(timestamp: str) -> str:

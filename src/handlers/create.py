@@ -3,9 +3,9 @@ the same photo and settings for this user."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-import unicodedata
 
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Request, Response
@@ -13,11 +13,10 @@ from werkzeug.wrappers import Request, Response
 from .. import images, lifecycle, queues
 from ..context import Context
 from ..errors import ApiError, json_response
+from ..resize_spec import ResizeSpec
 from ..store import READY, Claim, dedupe_key, normalise_name
+from . import fields
 from .answers import location
-
-MAX_NAME_LENGTH = 100
-RESIZE_FIELDS = ("width", "height")
 
 
 def handle(ctx: Context, request: Request, user: str) -> Response:
@@ -31,12 +30,13 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
     form, files = _parse(request)  # first, so any body over MAX_UPLOAD_BYTES gets 413
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
-    name = _name(form)
-    photo = _photo(files)
-    spool = photo.stream  # the HashingFile the request spooled it to
-    spool.close()
-    info = images.inspect(spool.path, ctx.settings.max_image_pixels)
-    return _score(ctx, user, name, photo, info, spool)
+    if fields.is_resize(form):
+        spec = fields.resize_spec(form, ctx.settings.resize_max_side)
+        photo, info = _photo(ctx, files)
+        return _resize(ctx, user, spec.resolved(info.format), photo.stream)
+    name = fields.name(form)
+    photo, info = _photo(ctx, files)
+    return _score(ctx, user, name, photo, info)
 
 
 def _parse(request: Request):
@@ -46,49 +46,43 @@ def _parse(request: Request):
         raise ApiError(400, "invalid_body", "the multipart body could not be parsed") from None
 
 
-def _name(form) -> str:
-    """The trimmed name of a scoring task (resize tasks are not served yet)."""
-    resize = [field for field in RESIZE_FIELDS if field in form]
-    if "name" not in form:
-        if resize:
-            raise ApiError(400, "not_supported", "resize tasks are not available yet", resize[0])
-        raise ApiError(400, "missing_field", "name is required", "name")
-    if resize:
-        raise ApiError(400, "conflicting_fields", "send either name or width/height, not both", resize[0])
-    name = form["name"].strip()
-    if not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise ApiError(400, "invalid_field", f"name must have 1 to {MAX_NAME_LENGTH} characters", "name")
-    if any(unicodedata.category(char) == "Cc" or char in "\u2028\u2029" for char in name):
-        raise ApiError(400, "invalid_field", "name must not contain control characters", "name")
-    if not any(char.isalpha() for char in name):
-        raise ApiError(400, "invalid_field", "name must contain at least one letter", "name")
-    return unicodedata.normalize("NFC", name)
-
-
-def _photo(files) -> FileStorage:
+def _photo(ctx: Context, files) -> tuple[FileStorage, images.ImageInfo]:
+    """The uploaded photo, spooled to disk, and what Pillow makes of it."""
     photo = files.get("photo")
     if photo is None:
         raise ApiError(400, "missing_field", "photo is required (a file part)", "photo")
-    return photo
+    photo.stream.close()  # the HashingFile the request spooled it to
+    return photo, images.inspect(photo.stream.path, ctx.settings.max_image_pixels)
 
 
-def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.ImageInfo, spool) -> Response:
-    settings, store = ctx.settings, ctx.store
-    dedupe = dedupe_key(user, "score", normalise_name(name), spool.digest)
-    claim = store.claim(
-        dedupe, kind="score", owner=user, name=name, digest=spool.digest,
-        filename=_filename(photo, info), content_type=info.mime_type,
-        deadline=time.time() + settings.scorer_deadline,
-    )
+def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.ImageInfo) -> Response:
+    settings = ctx.settings
+    return _start(ctx, user, "score", normalise_name(name), photo.stream,
+                  functools.partial(queues.enqueue_score, settings=settings),
+                  name=name, filename=_filename(photo, info), content_type=info.mime_type,
+                  deadline=time.time() + settings.scorer_deadline)
+
+
+def _resize(ctx: Context, user: str, spec: ResizeSpec, spool) -> Response:
+    spec_json = spec.to_json()
+    return _start(ctx, user, "resize", spec_json, spool, queues.enqueue_resize, spec=spec_json)
+
+
+def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, enqueue, **task_fields) -> Response:
+    """Claim the task for (user, kind, settings, photo) and start its job, or answer with the
+    live task that already holds them."""
+    store = ctx.store
+    claim = store.claim(dedupe_key(user, kind, settings_key, spool.digest),
+                        kind=kind, owner=user, digest=spool.digest, **task_fields)
     if not claim.is_new:
         return _existing(claim)
     try:
-        lifecycle.keep_photo(store, settings.upload_dir, claim.task_id, spool.digest, spool.path)
+        lifecycle.keep_photo(store, ctx.settings.upload_dir, claim.task_id, spool.digest, spool.path)
         job_id = queues.new_job_id(claim.task_id)
         store.update(claim.task_id, job_id=job_id)
-        queues.enqueue_score(store.redis, claim.task_id, job_id, settings)
+        enqueue(store.redis, claim.task_id, job_id)
     except Exception:
-        lifecycle.discard_task(store, settings.upload_dir, claim.task_id)
+        lifecycle.discard_task(store, ctx.settings.upload_dir, claim.task_id)
         raise
     body = {"status": "received", "task": claim.task_id, "result": None}
     return json_response(body, 202, location(claim.task_id))

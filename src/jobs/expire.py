@@ -10,9 +10,9 @@ from ..settings import current_settings
 from ..store import Store
 
 
-def expire_task(task_id: int, digest: str) -> str:
+def expire_task(task_id: int, digest: str, result_file: str = "") -> str:
     settings = current_settings()
     store = Store(get_current_job().connection, settings.task_ttl)
     store.remove(task_id)
-    lifecycle.release_photo(store, settings.upload_dir, task_id, digest)
+    lifecycle.release_files(store, settings.upload_dir, task_id, digest, result_file)
     return "expired"

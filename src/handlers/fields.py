@@ -1,0 +1,76 @@
+"""The form fields of POST /, checked: a scoring task's name, or a resize task's settings.
+
+Every bad value is a 400 that names its field.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from ..errors import ApiError
+from ..resize_spec import DEFAULT_QUALITY, FITS, FORMATS, ResizeSpec
+
+MAX_NAME_LENGTH = 100
+SIZE_FIELDS = ("width", "height")
+RESIZE_FIELDS = (*SIZE_FIELDS, "fit", "enlarge", "format", "quality")
+FORMAT_ALIASES = {"jpg": "jpeg"}
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def is_resize(form) -> bool:
+    """Which kind of task the form asks for: scoring with `name`, resize with a size."""
+    given = [field for field in RESIZE_FIELDS if field in form]
+    if "name" in form:
+        if given:
+            raise ApiError(400, "conflicting_fields",
+                           f"{given[0]} belongs to a resize task; send either name or width/height", given[0])
+        return False
+    if any(field in form for field in SIZE_FIELDS):
+        return True
+    if given:
+        raise ApiError(400, "missing_field", f"{given[0]} needs width and/or height", "width")
+    raise ApiError(400, "missing_field", "send name (a scoring task) or width/height (a resize task)", "name")
+
+
+def name(form) -> str:
+    """The trimmed name of a scoring task, in NFC."""
+    value = form["name"].strip()
+    if not 1 <= len(value) <= MAX_NAME_LENGTH:
+        raise ApiError(400, "invalid_field", f"name must have 1 to {MAX_NAME_LENGTH} characters", "name")
+    if any(unicodedata.category(char) == "Cc" or char in "\u2028\u2029" for char in value):
+        raise ApiError(400, "invalid_field", "name must not contain control characters", "name")
+    if not any(char.isalpha() for char in value):
+        raise ApiError(400, "invalid_field", "name must contain at least one letter", "name")
+    return unicodedata.normalize("NFC", value)
+
+
+def resize_spec(form, max_side: int) -> ResizeSpec:
+    """A resize task's settings; the format stays "" (the source's) when not given."""
+    return ResizeSpec(
+        width=_integer(form, "width", 1, max_side),
+        height=_integer(form, "height", 1, max_side),
+        fit=_choice(form, "fit", FITS, "contain"),
+        enlarge=_choice(form, "enlarge", ("0", "1"), "0") == "1",
+        format=_choice(form, "format", tuple(FORMATS), "", FORMAT_ALIASES),
+        quality=_integer(form, "quality", 1, 100) or DEFAULT_QUALITY,
+    )
+
+
+def _integer(form, field: str, low: int, high: int) -> int | None:
+    if field not in form:
+        return None
+    raw = form[field].strip()
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_field", f"{field} must be a whole number from {low} to {high}", field)
+    return int(raw)
+
+
+def _choice(form, field: str, choices: tuple[str, ...], default: str, aliases: dict | None = None) -> str:
+    if field not in form:
+        return default
+    value = form[field].strip().lower()
+    value = (aliases or {}).get(value, value)
+    if value not in choices:
+        raise ApiError(400, "invalid_field", f"{field} must be one of: {', '.join(choices)}", field)
+    return value
