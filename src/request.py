@@ -13,7 +13,9 @@ def request_class(settings: Settings) -> type[Request]:
     class ApiRequest(Request):
         # werkzeug answers 413 from Content-Length before reading, or while streaming.
         max_content_length = settings.max_upload_bytes
-        max_form_memory_size = 64 * 1024
+        # Bounds the text fields, and also the parser's buffer, which werkzeug feeds in 64 KiB
+        # chunks on top of what it still holds: a smaller value refuses ordinary photos.
+        max_form_memory_size = 500_000
         max_form_parts = 32
 
         def __init__(self, environ, *args, **kwargs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -87,6 +88,15 @@ def make_photo(seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
     image = Image.new("RGB", size, (seed * 37 % 256, seed * 91 % 256, 120))
     buffer = io.BytesIO()
     image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def noisy_photo(fmt: str, size=(200, 150), seed: int = 0) -> bytes:
+    """An image whose pixel data is most of its bytes (it hardly compresses), so its size in
+    bytes follows its size in pixels, and cutting it in half cuts the pixels."""
+    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, pixels).save(buffer, fmt)
     return buffer.getvalue()
 
 

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-import random
 import time
 
 import pytest
 import requests
 from PIL import Image
 
-from harness import assert_error_shape, bearer, files_under, make_photo
+from harness import assert_error_shape, bearer, files_under, make_photo, noisy_photo
 
 NAME = "Ann Lee"
-
-
-def noisy_photo(fmt: str, size=(200, 150), seed: int = 0) -> bytes:
-    """An image whose pixel data is most of its bytes, so cutting it in half cuts the pixels."""
-    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", size, pixels).save(buffer, fmt)
-    return buffer.getvalue()
 
 
 # --- 400: fields ------------------------------------------------------------------------

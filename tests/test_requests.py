@@ -9,7 +9,7 @@ import time
 import pytest
 
 from src.simulator import expected_score
-from harness import files_under, make_photo
+from harness import files_under, make_photo, noisy_photo
 
 NAME = "Ann Lee"
 
@@ -57,6 +57,15 @@ def test_new_task_is_received_with_location(service):
     assert isinstance(task, int) and task > 0
     assert body == {"status": "received", "task": task, "result": None}
     assert answer.headers["Location"] == f"/?task_id={task}"
+
+
+@pytest.mark.parametrize("side", [150, 300, 600])
+def test_photos_of_hundreds_of_kilobytes_are_accepted_with_any_fields(service, side):
+    """Regression: the multipart parser's buffer limit once refused most photos over 64 KiB."""
+    for seed in range(3):
+        photo = noisy_photo("PNG", (side, side), seed)
+        assert service.post(photo, name=NAME).status_code == 202
+        assert service.post(photo, width=100, height=100, fit="cover", format="webp").status_code == 202
 
 
 def test_new_tasks_get_distinct_numbers(service):
