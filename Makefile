@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-resize clean
 
 run: $(VENV)/.runtime
 	$(PY) -m src.launcher
@@ -30,3 +30,6 @@ clean:
 # Benchmarks: measured figures, never assertions. See docs/performance.md.
 bench: $(VENV)/.dev
 	$(PY) bench/waiting_tasks.py
+
+bench-resize: $(VENV)/.dev
+	$(PY) bench/resize.py

@@ -33,8 +33,16 @@ class Service:
                                              **WAITRESS_OPTIONS)
         self.url = f"http://127.0.0.1:{self.server.effective_port}/"
         self.workers: list[subprocess.Popen] = []
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            if not self._stopping.is_set():
+                raise  # closing the sockets under a running select() is how waitress stops
 
     def start_workers(self, count: int) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -52,6 +60,7 @@ class Service:
 
     def stop(self) -> None:
         self.stop_workers()
+        self._stopping.set()
         self.server.close()
 
     # --- requests, as a user sends them -------------------------------------------------

@@ -30,7 +30,7 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
     form, files = _parse(request)  # first, so any body over MAX_UPLOAD_BYTES gets 413
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
-    if fields.is_resize(form):
+    if fields.task_kind(form) == "resize":
         spec = fields.resize_spec(form, ctx.settings.resize_max_side)
         photo, info = _photo(ctx, files)
         return _resize(ctx, user, spec.resolved(info.format), photo.stream)

@@ -18,16 +18,16 @@ FORMAT_ALIASES = {"jpg": "jpeg"}
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
 
-def is_resize(form) -> bool:
-    """Which kind of task the form asks for: scoring with `name`, resize with a size."""
+def task_kind(form) -> str:
+    """Which kind of task the form asks for: "score" with `name`, "resize" with a size."""
     given = [field for field in RESIZE_FIELDS if field in form]
     if "name" in form:
         if given:
             raise ApiError(400, "conflicting_fields",
                            f"{given[0]} belongs to a resize task; send either name or width/height", given[0])
-        return False
+        return "score"
     if any(field in form for field in SIZE_FIELDS):
-        return True
+        return "resize"
     if given:
         raise ApiError(400, "missing_field", f"{given[0]} needs width and/or height", "width")
     raise ApiError(400, "missing_field", "send name (a scoring task) or width/height (a resize task)", "name")

@@ -1,0 +1,254 @@
+"""How fast, how lean and how faithful our resize is, next to naive Pillow and to libvips.
+
+Each image is fitted within 800×800 and written as a JPEG q85 on one thread, by three
+pipelines: naive Pillow (open, resize LANCZOS, flatten any alpha on white, save), libvips
+(`thumbnail`, one thread, no operation cache) and ours (`src.jobs.resizer.resize`). Times
+are medians of --runs interleaved runs of the whole call (open to file written), after one
+untimed warm-up round; peak memory is the growth of peak RSS over the RSS just before the
+call, in a fresh child process per pipeline and image; PSNR is of each output against naive.
+
+The inputs are made once into var/bench/ from a real photograph, "Path" by Risto Saukonpää
+(Olympus E-M1, 2560×1600), from Debian's plasma-workspace-wallpapers 4:5.27.5-2, which is
+fetched with `apt-get download` and checked by SHA-256 when missing: cropped to 4:3, scaled
+up with LANCZOS to 12 MP and 48 MP plus seeded Gaussian grain (JPEG q90), and a 6 MP RGBA
+PNG with a radial alpha.
+
+    make bench-resize     # = .venv/bin/python bench/resize.py --runs 7
+    .venv/bin/python bench/resize.py --runs 3 --only 12mp,png
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+os.environ["VIPS_CONCURRENCY"] = "1"  # read by libvips when it starts
+
+import pyvips  # noqa: E402
+from PIL import Image, ImageChops  # noqa: E402
+
+pyvips.cache_set_max(0)  # every call does all its work
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+CACHE = os.path.join(ROOT, "var", "bench")
+
+from src.jobs.resizer import resize as our_resize  # noqa: E402
+from src.resize_spec import ResizeSpec  # noqa: E402
+
+DEB_PACKAGE = "plasma-workspace-wallpapers=4:5.27.5-2"
+DEB_SHA256 = "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b"
+PHOTO_IN_DEB = "usr/share/wallpapers/Path/contents/images/2560x1600.jpg"
+PHOTO_SHA256 = "7477457d7f17b736259f1b021864778ad4ba802cf3214e6728181ff29126bba8"
+PHOTO = os.path.join(CACHE, "path-2560x1600.jpg")
+
+BOX = 800
+QUALITY = 85
+GRAIN_SIGMA = 4.0  # levels of 255
+IMAGES = {  # name: (file, size); 4:3 sizes that fit 800×600 exactly, so outputs compare pixel for pixel
+    "12mp": ("photo-12mp.jpg", (4000, 3000)),
+    "48mp": ("photo-48mp.jpg", (8000, 6000)),
+    "png": ("photo-6mp-rgba.png", (2800, 2100)),
+}
+
+
+def sha256(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def fetch_photo() -> None:
+    """The source photograph, out of the pinned Debian package."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if subprocess.run(["apt-get", "download", DEB_PACKAGE], cwd=tmp).returncode:
+            sys.exit(f"could not download {DEB_PACKAGE} (Debian only; try `apt-get update` first)")
+        deb = os.path.join(tmp, next(name for name in os.listdir(tmp) if name.endswith(".deb")))
+        if sha256(deb) != DEB_SHA256:
+            sys.exit(f"{deb}: SHA-256 is not the pinned {DEB_SHA256}")
+        subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
+        shutil.copyfile(os.path.join(tmp, "x", PHOTO_IN_DEB), PHOTO)
+    if sha256(PHOTO) != PHOTO_SHA256:
+        sys.exit(f"{PHOTO}: SHA-256 is not the pinned {PHOTO_SHA256}")
+
+
+def grainy(photo: Image.Image, size: tuple[int, int], seed: int) -> Image.Image:
+    """`photo` scaled to `size` with LANCZOS, plus Gaussian grain of GRAIN_SIGMA per channel:
+    seeded random bytes mapped through the normal distribution's quantiles."""
+    quantiles = [round(128 + GRAIN_SIGMA * statistics.NormalDist().inv_cdf((i + 0.5) / 256)) for i in range(256)]
+    noise_bytes = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    noise = Image.frombytes("RGB", size, noise_bytes).point(quantiles * 3)
+    return ImageChops.add(photo.resize(size, Image.Resampling.LANCZOS), noise, scale=1.0, offset=-128)
+
+
+def with_radial_alpha(image: Image.Image) -> Image.Image:
+    """Opaque in the middle, fading to fully transparent at the edges."""
+    alpha = ImageChops.invert(Image.radial_gradient("L").resize(image.size, Image.Resampling.BILINEAR))
+    return Image.merge("RGBA", (*image.split(), alpha))
+
+
+def prepare(names: list[str]) -> None:
+    """Make the inputs that var/bench/ lacks; each is written under a temporary name first."""
+    os.makedirs(CACHE, exist_ok=True)
+    if not os.path.exists(PHOTO):
+        fetch_photo()
+    with Image.open(PHOTO) as photo:
+        left = (photo.width - photo.height * 4 // 3) // 2
+        photo = photo.crop((left, 0, left + photo.height * 4 // 3, photo.height))
+    for seed, (name, (file, size)) in enumerate(IMAGES.items()):  # the same seed whatever --only says
+        path = os.path.join(CACHE, file)
+        if name not in names or os.path.exists(path):
+            continue
+        print(f"making {path}", file=sys.stderr)
+        image = grainy(photo, size, seed)
+        if name == "png":
+            with_radial_alpha(image).save(path + ".part", "PNG")
+        else:
+            image.save(path + ".part", "JPEG", quality=90)
+        os.replace(path + ".part", path)
+
+
+def naive(source: str, output: str) -> None:
+    image = Image.open(source)
+    scale = min(BOX / image.width, BOX / image.height, 1.0)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.LANCZOS)
+    if image.mode == "RGBA":
+        flat = Image.new("RGB", image.size, "white")
+        flat.paste(image, mask=image)
+        image = flat
+    image.save(output, "JPEG", quality=QUALITY)
+
+
+def libvips(source: str, output: str) -> None:
+    image = pyvips.Image.thumbnail(source, BOX, height=BOX)
+    if image.hasalpha():
+        image = image.flatten(background=255)
+    image.write_to_file(output, Q=QUALITY)
+
+
+# Where our time goes: ms per stage, per source, told by the pipeline's own progress reports.
+OUR_STAGES: dict[str, dict[str, list[float]]] = {}
+
+
+def ours(source: str, output: str) -> None:
+    stages = OUR_STAGES.setdefault(source, {"decode": [], "resize": [], "encode": []})
+    times = [time.perf_counter()]
+
+    def report(stage: str) -> None:
+        times.append(time.perf_counter())
+
+    our_resize(source, ResizeSpec(width=BOX, height=BOX, fit="contain", enlarge=False,
+                                  format="jpeg", quality=QUALITY), output, report)
+    for stage, start, end in zip(stages, times, times[1:]):
+        stages[stage].append((end - start) * 1000)
+
+
+PIPELINES = {"naive": naive, "libvips": libvips, "ours": ours}
+
+
+def run(pipeline: str, source: str, output: str) -> float:
+    """Milliseconds of one whole call."""
+    started = time.perf_counter()
+    PIPELINES[pipeline](source, output)
+    return (time.perf_counter() - started) * 1000
+
+
+def memory_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def peak_mb(pipeline: str, source: str, output: str) -> float:
+    """In a fresh process: how far one call raises the peak RSS above the RSS before it.
+    (Not ru_maxrss: it keeps the forking parent's peak across exec.)"""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # VmHWM := VmRSS
+    rss_before = memory_kb("VmRSS")
+    run(pipeline, source, output)
+    return (memory_kb("VmHWM") - rss_before) / 1024
+
+
+def in_fresh_process(pipeline: str, source: str, output: str) -> float:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(peak_mb, pipeline, source, output).result()
+
+
+def psnr(path: str, reference: str) -> str:
+    with Image.open(path) as image, Image.open(reference) as expected:
+        if image.size != expected.size:
+            return f"n/a: {image.width}×{image.height} vs {expected.width}×{expected.height}"
+        histogram = ImageChops.difference(image.convert("RGB"), expected.convert("RGB")).histogram()
+        squares = sum((level % 256) ** 2 * count for level, count in enumerate(histogram))
+        mse = squares / (image.width * image.height * 3)
+    return "∞" if mse == 0 else f"{10 * math.log10(255 ** 2 / mse):.1f}"
+
+
+def measure(name: str, runs: int) -> dict[str, dict]:
+    """Per pipeline: median ms, peak MB and the output's path."""
+    source = os.path.join(CACHE, IMAGES[name][0])
+    outputs = {p: os.path.join(CACHE, "out", f"{name}-{p}.jpg") for p in PIPELINES}
+    times: dict[str, list[float]] = {p: [] for p in PIPELINES}
+    for round_ in range(runs + 1):  # round 0 warms up and is not counted
+        for pipeline in PIPELINES:
+            elapsed = run(pipeline, source, outputs[pipeline])
+            if round_:
+                times[pipeline].append(elapsed)
+    return {p: {"ms": statistics.median(times[p]), "mb": in_fresh_process(p, source, outputs[p]),
+                "output": outputs[p]} for p in PIPELINES}
+
+
+def rows(name: str, results: dict[str, dict]) -> Iterator[str]:
+    naive_ms, vips_ms = results["naive"]["ms"], results["libvips"]["ms"]
+    for pipeline, result in results.items():
+        quality = psnr(result["output"], results["naive"]["output"])
+        yield (f"| {name} | {pipeline} | {result['ms']:.0f} | {naive_ms / result['ms']:.2f}× "
+               f"| {result['ms'] / vips_ms:.2f}× | {result['mb']:.0f} | {quality} |")
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as cpuinfo:
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    return f"{models[0] if models else platform.processor()} ({os.cpu_count()} cores)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per pipeline and image")
+    parser.add_argument("--only", default=",".join(IMAGES), help="comma-separated: " + ",".join(IMAGES))
+    args = parser.parse_args()
+    names = args.only.split(",")
+    if unknown := set(names) - set(IMAGES):
+        parser.error(f"unknown images: {', '.join(sorted(unknown))}")
+    prepare(names)
+    os.makedirs(os.path.join(CACHE, "out"), exist_ok=True)
+    print(f"$ {' '.join([os.path.relpath(sys.executable, ROOT)] + sys.argv)}\n")
+    print(f"Python {platform.python_version()}, Pillow {Image.__version__}, "
+          f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)} (pyvips {pyvips.__version__}), "
+          f"{cpu_model()}; medians of {args.runs} runs\n")
+    print("| image | pipeline | median ms | × naive (speed-up) | × libvips (time) | peak MB | PSNR dB vs naive |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in names:
+        for line in rows(f"{name} {IMAGES[name][1][0]}×{IMAGES[name][1][1]}", measure(name, args.runs)):
+            print(line, flush=True)
+    print("\nOurs, median ms per stage (open + decode, resize, encode + write):\n")
+    print("| image | decode | resize | encode |\n| --- | --- | --- | --- |")
+    for name in names:
+        stages = OUR_STAGES[os.path.join(CACHE, IMAGES[name][0])]
+        print(f"| {name} | " + " | ".join(f"{statistics.median(ms):.0f}" for ms in stages.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
