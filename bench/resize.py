@@ -1,7 +1,8 @@
 """How fast, how lean and how faithful our resize is, next to naive Pillow and to libvips.
 
-Each image is fitted within 800×800 and written as a JPEG q85 on one thread, by three
-pipelines: naive Pillow (open, resize LANCZOS, flatten any alpha on white, save), libvips
+Each image is fitted within 800×800 and written as a JPEG q85 on one thread, by four
+pipelines: naive Pillow (open, resize LANCZOS, flatten any alpha on white, save), Pillow's
+draft to twice the output + `thumbnail(reducing_gap=2)` (a baseline JPEG), libvips
 (`thumbnail`, one thread, no operation cache) and ours (`src.jobs.resizer.resize`). Times
 are medians of --runs interleaved runs of the whole call (open to file written), after one
 untimed warm-up round; peak memory is the growth of peak RSS over the RSS just before the
@@ -13,7 +14,7 @@ fetched with `apt-get download` and checked by SHA-256 when missing: cropped to 
 up with LANCZOS to 12 MP and 48 MP plus seeded Gaussian grain (JPEG q90), and a 6 MP RGBA
 PNG with a radial alpha.
 
-    make bench-resize     # = .venv/bin/python bench/resize.py --runs 7
+    make bench-resize     # = .venv/bin/python bench/resize.py --runs 11
     .venv/bin/python bench/resize.py --runs 3 --only 12mp,png
 """
 
@@ -120,11 +121,28 @@ def prepare(names: list[str]) -> None:
         os.replace(path + ".part", path)
 
 
+def fitted(size: tuple[int, int]) -> tuple[int, int]:
+    scale = min(BOX / size[0], BOX / size[1], 1.0)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def naive(source: str, output: str) -> None:
     image = Image.open(source)
-    scale = min(BOX / image.width, BOX / image.height, 1.0)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.LANCZOS)
+    save_flat(image.resize(fitted(image.size), Image.Resampling.LANCZOS), output)
+
+
+def thumbnail(source: str, output: str) -> None:
+    """The Pillow shortcut the issue measured: draft to twice the output, then `thumbnail`
+    with reducing_gap=2, and a baseline JPEG."""
+    image = Image.open(source)
+    width, height = fitted(image.size)
+    image.draft("RGB", (2 * width, 2 * height))
+    image.thumbnail((BOX, BOX), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    save_flat(image, output)
+
+
+def save_flat(image: Image.Image, output: str) -> None:
+    """A baseline JPEG, any alpha flattened on white."""
     if image.mode == "RGBA":
         flat = Image.new("RGB", image.size, "white")
         flat.paste(image, mask=image)
@@ -156,7 +174,7 @@ def ours(source: str, output: str) -> None:
         stages[stage].append((end - start) * 1000)
 
 
-PIPELINES = {"naive": naive, "libvips": libvips, "ours": ours}
+PIPELINES = {"naive": naive, "thumbnail": thumbnail, "libvips": libvips, "ours": ours}
 
 
 def run(pipeline: str, source: str, output: str) -> float:
@@ -226,7 +244,7 @@ def cpu_model() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7, help="timed runs per pipeline and image")
+    parser.add_argument("--runs", type=int, default=11, help="timed runs per pipeline and image")
     parser.add_argument("--only", default=",".join(IMAGES), help="comma-separated: " + ",".join(IMAGES))
     args = parser.parse_args()
     names = args.only.split(",")
