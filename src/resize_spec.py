@@ -27,16 +27,13 @@ class ResizeSpec:
     quality: int = DEFAULT_QUALITY
 
     def resolved(self, source_format: str) -> "ResizeSpec":
-        """The request in one canonical form, defaults filled in, so equal requests dedupe.
-
-        The default format is the source's (`source_format` is Pillow's name) when we write
-        it, else JPEG. With one side given the other follows the aspect ratio, so every fit
-        gives the same image; PNG is lossless, so its quality changes nothing.
-        """
-        fmt = self.format or (source_format.lower() if source_format.lower() in FORMATS else "jpeg")
-        fit = self.fit if self.width and self.height else "contain"
-        quality = 0 if fmt == "png" else self.quality
-        return replace(self, format=fmt, fit=fit, quality=quality)
+        """With the default format filled in (`source_format` is Pillow's name): the source's
+        when we write it, else JPEG. Two requests that spell out or leave out the same
+        defaults then resolve to equal specs, and dedupe to one task."""
+        if self.format:
+            return self
+        fmt = source_format.lower() if source_format.lower() in FORMATS else "jpeg"
+        return replace(self, format=fmt)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -243,7 +243,8 @@ def test_settings_spelled_out_or_left_to_their_defaults_are_the_same(service):
 
 @pytest.mark.parametrize("other", [
     {"width": 101}, {"width": 100, "height": 50}, {"width": 100, "format": "png"},
-    {"width": 100, "quality": 60}, {"width": 100, "enlarge": 1}, {"height": 100}])
+    {"width": 100, "quality": 60}, {"width": 100, "enlarge": 1}, {"height": 100},
+    {"width": 100, "fit": "cover"}])
 def test_other_settings_make_a_new_task(service, other):
     photo = make_photo(6, (400, 300))
     first = service.post(photo, width=100).json()["task"]
