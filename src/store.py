@@ -44,11 +44,12 @@ redis.call('SET', KEYS[1], id)
 return {tostring(id), 'new', ''}
 """
 
-# Update a task that is still waiting; progress only ever goes up.
+# Update a task that is still waiting; progress only ever goes up. Returns the progress
+# after the update, or -1 when the task is gone or finished.
 # KEYS: task key.  ARGV: progress (or ''), then field/value pairs.
 _UPDATE = """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'running' then return 0 end
+if state ~= 'queued' and state ~= 'running' then return -1 end
 if ARGV[1] ~= '' then
   local old = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
   local new = tonumber(ARGV[1])
@@ -59,7 +60,7 @@ if #ARGV > 1 then
   for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))
 end
-return 1
+return tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 """
 
 # Finish a waiting task (ready or failed) and start its time to live.
@@ -149,11 +150,13 @@ class Store:
         raw = self.redis.hgetall(self.task_key(task_id))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
-    def update(self, task_id: int, progress: int | None = None, **fields: Any) -> bool:
-        """Record progress or fields of a waiting task; False when it is gone or finished."""
+    def update(self, task_id: int, progress: int | None = None, **fields: Any) -> int | None:
+        """Record progress or fields of a waiting task; return its progress now, or None
+        when it is gone or finished."""
         fields["updated_at"] = time.time()
         args = ["" if progress is None else int(progress), *_pairs(fields)]
-        return bool(self._update(keys=[self.task_key(task_id)], args=args))
+        now = self._update(keys=[self.task_key(task_id)], args=args)
+        return None if now < 0 else now
 
     def finish(self, task_id: int, result: Any, **fields: Any) -> bool:
         return self._end(task_id, state=READY, result=json.dumps(result), **fields)

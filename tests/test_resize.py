@@ -357,7 +357,7 @@ def test_result_file_expires_with_its_task(make_service):
 
 # --- monitoring ---------------------------------------------------------------------------------
 
-def test_resize_job_is_on_the_resize_queue_and_names_its_task(service, redis_client):
+def test_resize_job_is_on_the_resize_queue_names_its_task_and_shows_progress(service, redis_client):
     task = service.post(make_photo(12, (400, 300)), width=100).json()["task"]
     service.wait_done(task)
     registry = FinishedJobRegistry("resize", connection=redis_client)
@@ -366,3 +366,4 @@ def test_resize_job_is_on_the_resize_queue_and_names_its_task(service, redis_cli
         time.sleep(0.05)
     jobs = [registry.job_class.fetch(job_id, connection=redis_client) for job_id in registry.get_job_ids()]
     assert [job.description for job in jobs] == [f"resize task {task}"]
+    assert 0 < jobs[0].meta["progress"] < 100  # the last stage it saw, for rq-dashboard

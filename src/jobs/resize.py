@@ -9,6 +9,7 @@ from .. import lifecycle, photos, results
 from ..resize_spec import ResizeSpec
 from ..settings import current_settings
 from ..store import WAITING, Store
+from . import progress
 from .resizer import resize
 
 # Progress once each stage is done; ready (100) comes when the result is recorded.
@@ -25,7 +26,7 @@ def resize_task(task_id: int) -> str:
     task = store.get(task_id)
     if task is None or task["state"] not in WAITING:
         return "task gone"
-    if not store.update(task_id, progress=PROGRESS["started"], state="running"):
+    if not progress.record(store, task_id, PROGRESS["started"], state="running"):
         return "task gone"
     spec = ResizeSpec.from_json(task["spec"])
     name, path = results.new_result(settings.upload_dir, spec.format)
@@ -39,7 +40,7 @@ def resize_task(task_id: int) -> str:
 def _make(store: Store, task_id: int, task: dict, spec: ResizeSpec, name: str, path: str,
           upload_dir: str) -> str:
     def report(stage: str) -> None:
-        if not store.update(task_id, progress=PROGRESS[stage]):
+        if not progress.record(store, task_id, PROGRESS[stage]):
             raise TaskGone
 
     try:

@@ -15,6 +15,7 @@ from rq import get_current_job
 from .. import lifecycle, photos, queues
 from ..settings import current_settings
 from ..store import WAITING, Store
+from . import progress
 from .scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
 
 MAX_BACKOFF = 30.0
@@ -30,7 +31,7 @@ def score_task(task_id: int) -> str:
         return "task gone"
     if time.time() >= float(task["deadline"]):
         return _fail(store, task_id, task, "scorer_timeout", _timeout_message(task, settings))
-    if not store.update(task_id, progress=PROGRESS_SENT, state="running"):
+    if not progress.record(store, task_id, PROGRESS_SENT, state="running"):
         return "task gone"  # deleted since it was read
     answer = _call(ScorerClient(settings.scorer_url, settings.scorer_timeout), task, settings)
     if answer.kind == READY:
@@ -40,7 +41,7 @@ def score_task(task_id: int) -> str:
     if answer.kind == WAIT:
         rounds = int(task.get("rounds", 0)) + 1
         return _run_again(store, task_id, task, settings.scorer_retry_delay, settings,
-                          progress=_wait_progress(rounds), retry_id=json.dumps(answer.retry_id),
+                          percent=_wait_progress(rounds), retry_id=json.dumps(answer.retry_id),
                           rounds=rounds, faults=0)
     assert answer.kind == FAULT
     faults = int(task.get("faults", 0)) + 1
@@ -62,12 +63,12 @@ def _wait_progress(rounds: int) -> int:
 
 
 def _run_again(store: Store, task_id: int, task: dict, delay: float, settings,
-               progress: int | None = None, **fields) -> str:
+               percent: int | None = None, **fields) -> str:
     """Record what this run learnt, and schedule the next run after `delay`, but no later
     than the task's deadline."""
     at = min(time.time() + delay, float(task["deadline"]))
     job_id = queues.new_job_id(task_id)
-    if not store.update(task_id, progress, job_id=job_id, **fields):
+    if not progress.record(store, task_id, percent, job_id=job_id, **fields):
         return "task gone"
     queues.schedule_score(store.redis, task_id, job_id, settings, at)
     return f"next run in {delay:g} s"

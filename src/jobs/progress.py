@@ -1,0 +1,20 @@
+"""Recording a running task's progress from inside its job."""
+
+from __future__ import annotations
+
+from rq import get_current_job
+
+from ..store import Store
+
+
+def record(store: Store, task_id: int, progress: int | None, **fields) -> bool:
+    """Save progress (and fields) on the task, where GET reads it and where it never goes
+    down, and show the task's progress in the RQ job's meta too, for rq-dashboard. False
+    when the task is gone or finished: the job should stop."""
+    now = store.update(task_id, progress, **fields)
+    if now is None:
+        return False
+    job = get_current_job()
+    job.meta["progress"] = now
+    job.save_meta()
+    return True
