@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from . import router
+from . import photos, router
 from .context import Context
 from .errors import ApiError
 from .request import request_class
@@ -68,6 +68,7 @@ def _from_http_exception(exc: HTTPException) -> ApiError:
 def create_app(settings: Settings | None = None):
     """The WSGI app for `settings` (by default, read from the environment)."""
     settings = settings or Settings.from_env()
+    photos.sweep_spools(settings.upload_dir)
     app = Application(settings)
     if settings.trusted_proxies:
         return ProxyFix(app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,

@@ -2,7 +2,8 @@
 
 Layout under UPLOAD_DIR:
 
-    tmp/<random>              an upload being received (removed if the request is rejected)
+    tmp/<random>              an upload being received (removed if the request is rejected,
+                              or by the next start of the app if its process died)
     photos/<ab>/<sha256>      a stored photo, shared by every task that sent the same bytes
 """
 
@@ -11,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+
+# An upload is spooled in well under this; an older spool was left by a killed process.
+STALE_SPOOL_SECONDS = 3600
 
 
 class HashingFile:
@@ -46,6 +51,15 @@ class HashingFile:
     @property
     def digest(self) -> str:
         return self._sha256.hexdigest()
+
+
+def sweep_spools(upload_dir: str) -> None:
+    """Remove uploads left in UPLOAD_DIR/tmp by a web process that died mid-request."""
+    tmp_dir = os.path.join(upload_dir, "tmp")
+    cutoff = time.time() - STALE_SPOOL_SECONDS
+    for entry in os.scandir(tmp_dir) if os.path.isdir(tmp_dir) else ():
+        if entry.is_file() and entry.stat().st_mtime < cutoff:
+            discard(entry.path)
 
 
 def discard(path: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from src.simulator import expected_score
-from harness import files_under, make_photo, noisy_photo
+from harness import Service, files_under, make_photo, noisy_photo
 
 NAME = "Ann Lee"
 
@@ -368,3 +369,19 @@ def test_finished_task_expires_with_its_files_after_task_ttl(make_service):
     wait_for(lambda: not stored_photos(service), timeout=5)
     again = service.post(make_photo(40), name=NAME)
     assert again.status_code == 202 and again.json()["task"] != task
+
+
+def test_uploads_left_by_a_dead_web_process_are_swept_at_start(service):
+    tmp_dir = os.path.join(service.settings.upload_dir, "tmp")
+    os.makedirs(tmp_dir, exist_ok=True)
+    stale, fresh = os.path.join(tmp_dir, "upload-stale"), os.path.join(tmp_dir, "upload-fresh")
+    for path in (stale, fresh):
+        open(path, "wb").close()
+    os.utime(stale, (time.time() - 2 * 3600,) * 2)
+
+    restarted = Service(service.env)
+    try:
+        assert not os.path.exists(stale)
+        assert os.path.exists(fresh)  # may be a request in flight in another web process
+    finally:
+        restarted.stop()
