@@ -31,17 +31,17 @@ def release_files(store: Store, upload_dir: str, task_id: int, digest: str, resu
 def finish_task(store: Store, task_id: int, digest: str, result, result_file: str = "") -> bool:
     """A waiting task is ready; its files go when its keys expire. False when the task is
     gone (deleted meanwhile): then the caller still owns `result_file`."""
-    fields = {"result_file": result_file} if result_file else {}
-    if not store.finish(task_id, result, **fields):
+    if not store.finish(task_id, result):
         return False
     queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 
 
-def fail_task(store: Store, task_id: int, digest: str, code: str, message: str) -> None:
-    """A waiting task failed; its photo goes when its keys expire."""
+def fail_task(store: Store, task_id: int, digest: str, code: str, message: str,
+              result_file: str = "") -> None:
+    """A waiting task failed; its files (a partial result too) go when its keys expire."""
     if store.fail(task_id, code, message):
-        queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl)
+        queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
 
 
 def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:

@@ -158,8 +158,8 @@ class Store:
         now = self._update(keys=[self.task_key(task_id)], args=args)
         return None if now < 0 else now
 
-    def finish(self, task_id: int, result: Any, **fields: Any) -> bool:
-        return self._end(task_id, state=READY, result=json.dumps(result), **fields)
+    def finish(self, task_id: int, result: Any) -> bool:
+        return self._end(task_id, state=READY, result=json.dumps(result))
 
     def fail(self, task_id: int, code: str, message: str) -> bool:
         return self._end(task_id, state=FAILED, error_code=code, error_message=message)

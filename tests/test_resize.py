@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from rq.registry import FinishedJobRegistry
 
-from harness import assert_error_shape, bearer, make_photo
+from harness import assert_error_shape, bearer, files_under, make_photo
 
 WHITE, RED, GREEN, BLUE = (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255)
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -353,6 +353,36 @@ def test_result_file_expires_with_its_task(make_service):
         time.sleep(0.2)
     assert service.fetch(result["url"]).status_code == 404
     assert not os.listdir(os.path.join(service.settings.upload_dir, "results"))
+
+
+def test_delete_while_resizing_throws_the_outcome_away_with_its_files(make_service):
+    service = make_service(workers=0, max_upload_bytes=100_000_000)
+    task = service.post(big_png(), width=800).json()["task"]
+    service.start_workers(1)
+    deadline = time.monotonic() + 20
+    while service.get(task).json()["progress"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert service.delete(task).status_code == 200  # while the worker decodes or resizes
+
+    time.sleep(3)  # long enough for the job to reach its next stage and stop
+    assert service.get(task).status_code == 404
+    assert files_under(service.settings.upload_dir) == set()
+
+
+def test_a_resize_job_that_raises_fails_its_task_and_leaves_no_file(make_service):
+    service = make_service(workers=0, task_ttl=2)
+    task = service.post(make_photo(13, (400, 300)), width=100).json()["task"]
+    for path in files_under(service.settings.upload_dir):  # the worker will not find the photo
+        os.unlink(os.path.join(service.settings.upload_dir, path))
+    service.start_workers(1)
+
+    failed = service.wait_done(task).json()
+    assert failed["status"] == "failed" and failed["error"]["code"] == "internal_error"
+    deadline = time.monotonic() + 6
+    while service.get(task).status_code != 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert service.get(task).status_code == 404
+    assert files_under(service.settings.upload_dir) == set()
 
 
 # --- monitoring ---------------------------------------------------------------------------------

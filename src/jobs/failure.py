@@ -18,4 +18,5 @@ def mark_task_failed(job, connection, exc_type, exc_value, traceback) -> None:
     task = store.get(task_id)
     if task is not None:
         lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
-                            "the task could not be processed; the error is in the worker log")
+                            "the task could not be processed; the error is in the worker log",
+                            task.get("result_file", ""))

@@ -26,10 +26,12 @@ def resize_task(task_id: int) -> str:
     task = store.get(task_id)
     if task is None or task["state"] not in WAITING:
         return "task gone"
-    if not progress.record(store, task_id, PROGRESS["started"], state="running"):
-        return "task gone"
     spec = ResizeSpec.from_json(task["spec"])
     name, path = results.new_result(settings.upload_dir, spec.format)
+    # Recorded before the file exists, so whatever ends the task (a delete, a failure, its
+    # expiry) removes the file too, even if this worker dies while writing it.
+    if not progress.record(store, task_id, PROGRESS["started"], state="running", result_file=name):
+        return "task gone"
     try:
         return _make(store, task_id, task, spec, name, path, settings.upload_dir)
     except BaseException:
