@@ -56,8 +56,10 @@ class HashingFile:
 def sweep_spools(upload_dir: str) -> None:
     """Remove uploads left in UPLOAD_DIR/tmp by a web process that died mid-request."""
     tmp_dir = os.path.join(upload_dir, "tmp")
+    if not os.path.isdir(tmp_dir):
+        return
     cutoff = time.time() - STALE_SPOOL_SECONDS
-    for entry in os.scandir(tmp_dir) if os.path.isdir(tmp_dir) else ():
+    for entry in os.scandir(tmp_dir):
         if entry.is_file() and entry.stat().st_mtime < cutoff:
             discard(entry.path)
 

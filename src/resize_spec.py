@@ -23,7 +23,7 @@ class ResizeSpec:
     height: int | None
     fit: str = "contain"
     enlarge: bool = False
-    format: str = "jpeg"
+    format: str = ""
     quality: int = DEFAULT_QUALITY
 
     def resolved(self, source_format: str) -> "ResizeSpec":

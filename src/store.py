@@ -150,6 +150,11 @@ class Store:
         raw = self.redis.hgetall(self.task_key(task_id))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
+    def waiting(self, task_id: int) -> dict[str, str] | None:
+        """The task while it waits for its job to finish it; None when it is gone or done."""
+        task = self.get(task_id)
+        return task if task is not None and task["state"] in WAITING else None
+
     def update(self, task_id: int, progress: int | None = None, **fields: Any) -> int | None:
         """Record progress or fields of a waiting task; return its progress now, or None
         when it is gone or finished."""

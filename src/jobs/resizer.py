@@ -33,7 +33,7 @@ ENCODER_OPTIONS = {
     "webp": lambda quality: {"quality": quality, "method": 4},
 }
 SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the image a quarter
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow opens some 16-bit grey as "I"
 WHITE = (255, 255, 255)
 
 

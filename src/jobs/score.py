@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import time
 
-from rq import get_current_job
-
 from .. import lifecycle, photos, queues
 from ..settings import current_settings
-from ..store import WAITING, Store
-from . import progress
+from ..store import Store
+from . import running
 from .scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
 
 MAX_BACKOFF = 30.0
@@ -25,13 +23,13 @@ PROGRESS_WAITING_MAX = 95
 
 def score_task(task_id: int) -> str:
     settings = current_settings()
-    store = Store(get_current_job().connection, settings.task_ttl)
-    task = store.get(task_id)
-    if task is None or task["state"] not in WAITING:
+    store = running.current_store()
+    task = store.waiting(task_id)
+    if task is None:
         return "task gone"
     if time.time() >= float(task["deadline"]):
         return _fail(store, task_id, task, "scorer_timeout", _timeout_message(task, settings))
-    if not progress.record(store, task_id, PROGRESS_SENT, state="running"):
+    if not running.record_progress(store, task_id, PROGRESS_SENT, state="running"):
         return "task gone"  # deleted since it was read
     answer = _call(ScorerClient(settings.scorer_url, settings.scorer_timeout), task, settings)
     if answer.kind == READY:
@@ -68,7 +66,7 @@ def _run_again(store: Store, task_id: int, task: dict, delay: float, settings,
     than the task's deadline."""
     at = min(time.time() + delay, float(task["deadline"]))
     job_id = queues.new_job_id(task_id)
-    if not progress.record(store, task_id, percent, job_id=job_id, **fields):
+    if not running.record_progress(store, task_id, percent, job_id=job_id, **fields):
         return "task gone"
     queues.schedule_score(store.redis, task_id, job_id, settings, at)
     return f"next run in {delay:g} s"

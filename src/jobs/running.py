@@ -1,13 +1,19 @@
-"""Recording a running task's progress from inside its job."""
+"""What a task's job uses while it runs: the task store, and recording progress."""
 
 from __future__ import annotations
 
 from rq import get_current_job
 
+from ..settings import current_settings
 from ..store import Store
 
 
-def record(store: Store, task_id: int, progress: int | None, **fields) -> bool:
+def current_store() -> Store:
+    """The task store, on the Redis connection RQ gave the running job."""
+    return Store(get_current_job().connection, current_settings().task_ttl)
+
+
+def record_progress(store: Store, task_id: int, progress: int | None, **fields) -> bool:
     """Save progress (and fields) on the task, where GET reads it and where it never goes
     down, and show the task's progress in the RQ job's meta too, for rq-dashboard. False
     when the task is gone or finished: the job should stop."""
