@@ -27,7 +27,7 @@ WAITRESS_OPTIONS = {"threads": 8, "ident": "photo-tasks", "clear_untrusted_proxy
 
 class Application:
     def __init__(self, settings: Settings):
-        self.ctx = Context(settings, Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl))
+        self.ctx = Context(settings, Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease))
         self.request_class = request_class(settings)
 
     def __call__(self, environ, start_response):

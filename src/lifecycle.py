@@ -3,8 +3,10 @@ files: a stored photo is kept while any task uses it, and removed with the last 
 
 from __future__ import annotations
 
+import time
+
 from . import photos, queues, results
-from .store import Store
+from .store import WAITING, Store
 
 
 def keep_photo(store: Store, upload_dir: str, task_id: int, digest: str, temp_path: str) -> None:
@@ -22,26 +24,45 @@ def keep_photo(store: Store, upload_dir: str, task_id: int, digest: str, temp_pa
 def release_files(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str = "") -> None:
     """Remove a gone task's result, and its photo unless another task still uses it."""
     if result_file:
-        photos.discard(results.result_path(upload_dir, result_file))
+        drop_result_file(store, upload_dir, result_file)
     with store.photo_lock(digest):
         if store.drop_photo_user(digest, task_id) == 0:
             photos.discard(photos.photo_path(upload_dir, digest))
 
 
-def finish_task(store: Store, task_id: int, digest: str, result, result_file: str = "") -> bool:
-    """A waiting task is ready; its files go when its keys expire. False when the task is
-    gone (deleted meanwhile): then the caller still owns `result_file`."""
-    if not store.finish(task_id, result):
+def drop_result_file(store: Store, upload_dir: str, name: str) -> None:
+    photos.discard(results.result_path(upload_dir, name))
+    store.unname_result_file(name)
+
+
+def finish_task(store: Store, task_id: int, digest: str, result, result_file: str = "", fence: str = "") -> bool:
+    """A waiting task is ready; its files go when its keys expire. False when the write is
+    refused (the task was deleted, or its job replaced): then the caller still owns
+    `result_file`."""
+    if not store.finish(task_id, result, fence):
         return False
     queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 
 
 def fail_task(store: Store, task_id: int, digest: str, code: str, message: str,
-              result_file: str = "") -> None:
+              result_file: str = "", fence: str = "") -> bool:
     """A waiting task failed; its files (a partial result too) go when its keys expire."""
-    if store.fail(task_id, code, message):
-        queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
+    if not store.fail(task_id, code, message, fence):
+        return False
+    queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
+    return True
+
+
+def fail_overdue(store: Store, task_id: int, task: dict, deadline_seconds: float) -> bool:
+    """A scoring task past its deadline fails with `scorer_timeout`, whatever its job does;
+    False when it is not waiting or not overdue."""
+    if task.get("state") not in WAITING or time.time() < float(task.get("deadline", "inf")):
+        return False
+    message = f"the scorer gave no result within {deadline_seconds:g} s"
+    if int(task.get("faults", 0)):
+        message += f" (last error: {task['last_fault']})"
+    return fail_task(store, task_id, task["digest"], "scorer_timeout", message)
 
 
 def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:

@@ -1,8 +1,10 @@
-"""Putting work on the RQ queues, scheduling it for later, and cancelling it.
+"""Putting work on the RQ queues, and telling whether a job is still alive.
 
 Job functions are named by their import path, so the web process never imports the job
-code (and its scorer client). Scheduled times are rounded up to a whole second: RQ's
-scheduler keeps whole-second timestamps, and a poll must never run before its delay.
+code (and its scorer client). A scoring task's later runs are not put on RQ's scheduler
+(whole seconds only): the task waits on `pt:due` and the dispatcher enqueues its job on time
+(src/dispatcher.py). RQ's scheduler keeps what may come a second late: the end of a finished
+task's time to live.
 """
 
 from __future__ import annotations
@@ -23,42 +25,67 @@ SCORE_QUEUE = "score"
 RESIZE_QUEUE = "resize"
 QUEUES = (SCORE_QUEUE, RESIZE_QUEUE)
 
-_SCORE_JOB = "src.jobs.score.score_task"
-_RESIZE_JOB = "src.jobs.resize.resize_task"
+JOBS = {SCORE_QUEUE: "src.jobs.score.score_task", RESIZE_QUEUE: "src.jobs.resize.resize_task"}
 RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
 _EXPIRE_JOB = "src.jobs.expire.expire_task"
+_SWEEP_JOBS = ("src.jobs.sweep.sweep_tasks", "src.jobs.sweep.sweep_files")
 _ON_FAILURE = Callback("src.jobs.failure.mark_task_failed")
+_SWEEP_TICK = "pt:sweep_tick"
+_ALIVE_PREFIX = "pt:alive:"
 
 
 def new_job_id(task_id: int) -> str:
     return f"task-{task_id}-{uuid.uuid4().hex[:12]}"
 
 
-def enqueue_score(conn: redis.Redis, task_id: int, job_id: str, settings: Settings) -> Job:
-    return Queue(SCORE_QUEUE, connection=conn).enqueue(
-        _SCORE_JOB, task_id, **_score_options(task_id, job_id, settings))
+def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings) -> Job:
+    """Put the job of task `task_id` (of `kind`: a queue name) on its queue."""
+    return Queue(kind, connection=conn).enqueue_job(_task_job(conn, kind, task_id, job_id, settings))
 
 
-def schedule_score(conn: redis.Redis, task_id: int, job_id: str, settings: Settings, at: float) -> Job:
-    return Queue(SCORE_QUEUE, connection=conn).enqueue_at(
-        _whole_second(at), _SCORE_JOB, task_id, **_score_options(task_id, job_id, settings))
+def enqueue_scoring_runs(conn: redis.Redis, job_ids: dict[int, str], settings: Settings) -> None:
+    """Enqueue the next run of each scoring task in `job_ids` (task -> job id), in one trip."""
+    queue = Queue(SCORE_QUEUE, connection=conn)
+    with conn.pipeline() as pipe:
+        for task_id, job_id in job_ids.items():
+            queue.enqueue_job(_task_job(conn, SCORE_QUEUE, task_id, job_id, settings), pipeline=pipe)
+        pipe.execute()
 
 
-def enqueue_resize(conn: redis.Redis, task_id: int, job_id: str) -> Job:
-    return Queue(RESIZE_QUEUE, connection=conn).enqueue(
-        _RESIZE_JOB, task_id, **_task_options("resize", task_id, job_id, RESIZE_JOB_TIMEOUT))
+def _task_job(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings) -> Job:
+    """A task's job: named after the task (for rq-dashboard), failing the task if it raises."""
+    # A scoring run makes one call: its connect and read timeouts, plus slack for the rest.
+    timeout = 2 * settings.scorer_timeout + 30 if kind == SCORE_QUEUE else RESIZE_JOB_TIMEOUT
+    return Queue(kind, connection=conn).create_job(
+        JOBS[kind], args=(task_id,), job_id=job_id, description=f"{kind} task {task_id}",
+        timeout=math.ceil(timeout), result_ttl=3600, failure_ttl=7 * 24 * 3600, on_failure=_ON_FAILURE)
 
 
 def schedule_expiry(conn: redis.Redis, task_id: int, digest: str, after: float, result_file: str = "") -> Job:
     """Forget a finished task's files when its time to live ends (its keys expire in Redis)."""
+    at = datetime.fromtimestamp(math.ceil(time.time() + after), tz=timezone.utc)
     return Queue(SCORE_QUEUE, connection=conn).enqueue_at(
-        _whole_second(time.time() + after), _EXPIRE_JOB, task_id, digest, result_file,
+        at, _EXPIRE_JOB, task_id, digest, result_file,
         description=f"expire task {task_id}", result_ttl=0, failure_ttl=24 * 3600)
 
 
+def enqueue_sweeps(conn: redis.Redis, interval: float) -> None:
+    """Enqueue the sweeps, unless a dispatcher did so within `interval` seconds, or they
+    still wait on the queue (no worker free: no need to pile up more)."""
+    if not conn.set(_SWEEP_TICK, 1, nx=True, px=max(1, int(interval * 1000))):
+        return
+    queue = Queue(SCORE_QUEUE, connection=conn)
+    for function in _SWEEP_JOBS:
+        job_id = function.rsplit(".", 1)[1].replace("_", "-")  # sweep-tasks, sweep-files
+        if conn.hget(Job.key_for(job_id), "status") == JobStatus.QUEUED.value.encode():
+            continue
+        queue.enqueue(function, job_id=job_id, description=job_id.replace("-", " "), result_ttl=60,
+                      failure_ttl=24 * 3600, job_timeout=max(60, math.ceil(4 * interval)))
+
+
 def cancel(conn: redis.Redis, job_id: str) -> None:
-    """Cancel a queued or scheduled job; a running one is left to finish (its outcome is
-    thrown away because its task is gone)."""
+    """Cancel a queued job; a running one is left to finish (its writes are refused because
+    its task is gone)."""
     try:
         job = Job.fetch(job_id, connection=conn)
         if job.get_status() in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
@@ -67,22 +94,19 @@ def cancel(conn: redis.Redis, job_id: str) -> None:
         pass
 
 
-def _score_options(task_id: int, job_id: str, settings: Settings) -> dict:
-    # One run makes one call: its connect and read timeouts, plus slack for the rest.
-    return _task_options("score", task_id, job_id, 2 * settings.scorer_timeout + 30)
+# --- liveness ---------------------------------------------------------------------------
+def alive_key(worker_name: str) -> str:
+    """Holds the id of the job a live worker is running ('' when idle); expires when the
+    worker stops renewing it (src/worker.py)."""
+    return _ALIVE_PREFIX + worker_name
 
 
-def _task_options(kind: str, task_id: int, job_id: str, timeout: float) -> dict:
-    """A task's job: named after the task (for rq-dashboard), failing the task if it raises."""
-    return dict(
-        job_id=job_id,
-        description=f"{kind} task {task_id}",
-        job_timeout=math.ceil(timeout),
-        result_ttl=3600,
-        failure_ttl=7 * 24 * 3600,
-        on_failure=_ON_FAILURE,
-    )
-
-
-def _whole_second(at: float) -> datetime:
-    return datetime.fromtimestamp(math.ceil(at), tz=timezone.utc)
+def job_is_alive(conn: redis.Redis, job_id: str) -> bool:
+    """Will this job still run or end? Queued, or started by a worker that is alive and says
+    it is running it. A failed, stopped, finished or missing job will not."""
+    status, worker = conn.hmget(Job.key_for(job_id), "status", "worker_name")
+    if status == JobStatus.QUEUED.value.encode():
+        return True
+    if status == JobStatus.STARTED.value.encode() and worker:
+        return conn.get(alive_key(worker.decode())) == job_id.encode()
+    return False

@@ -57,6 +57,15 @@ class Settings:
     workers: int = 2
     task_ttl: int = 7 * 24 * 3600
     trusted_proxies: int = 0
+    sweep_interval: float = 5.0
+    orphan_grace: float = 3600.0
+
+    @property
+    def lease(self) -> float:
+        """How long a waiting task may go unchanged before the sweep checks on its job; a
+        worker's liveness key lives as long. A lost job runs again within about
+        2 leases + 1 sweep interval (25 s by default)."""
+        return 2 * self.sweep_interval
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -80,6 +89,8 @@ class Settings:
             workers=_number(env, "WORKERS", 2, minimum=1),
             task_ttl=_number(env, "TASK_TTL", 7 * 24 * 3600, minimum=1),
             trusted_proxies=_number(env, "TRUSTED_PROXIES", 0),
+            sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, minimum=0.1),
+            orphan_grace=_number(env, "ORPHAN_GRACE", 3600.0, float),
         )
 
 

@@ -35,6 +35,7 @@ DEFAULTS = {
     "faults": [],  # FIFO queue; each protocol request consumes one before normal handling
     "always": None,  # a fault applied to every protocol request while the queue is empty
     "slow_seconds": 2.0,  # delay of the "slow" fault
+    "forgetful": False,  # forget each task as soon as it answered `wait`, as if restarting
 }
 
 
@@ -68,12 +69,14 @@ _VALID = {
     "faults": lambda v: isinstance(v, list) and all(f in FAULTS for f in v),
     "always": lambda v: v is None or v in FAULTS,
     "slow_seconds": _is_number,
+    "forgetful": lambda v: isinstance(v, bool),
 }
 _CONTROL_METHODS = {
     "_control": ("GET", "POST"),
     "_calls": ("GET",),
     "_reset": ("POST",),
     "_health": ("GET",),
+    "_forget": ("POST",),
 }
 
 
@@ -135,6 +138,11 @@ class Simulator:
             self._tasks = {}  # str(retry_id) -> {"retry_id", "score", "waits_left"}
             self._ids = itertools.count(1)
 
+    def forget(self):
+        """Lose every pending task, as a scorer that restarts does: polls then get 404."""
+        with self._lock:
+            self._tasks = {}
+
     def calls(self):
         """The recorded protocol calls, oldest first."""
         with self._lock:
@@ -152,13 +160,17 @@ class Simulator:
         return response(environ, start_response)
 
     def _control(self, endpoint, request):
-        """GET|POST _control (POST merges a JSON object), GET _calls, POST _reset, GET _health."""
+        """GET|POST _control (POST merges a JSON object), GET _calls, POST _reset, GET _health,
+        POST _forget (lose the pending tasks, as a restart would)."""
         if request.method not in _CONTROL_METHODS[endpoint]:
             return _answer(405, _error_body("method not allowed"))
         if endpoint == "_health":
             return _answer(200, {"ok": True})
         if endpoint == "_calls":
             return _answer(200, self.calls())
+        if endpoint == "_forget":
+            self.forget()
+            return _answer(200, {"ok": True})
         if endpoint == "_reset":
             self.reset()
             return _answer(200, self.configure())
@@ -196,7 +208,8 @@ class Simulator:
             task = {"retry_id": None, "score": score, "waits_left": self._settings["wait_rounds"]}
             if task["waits_left"]:
                 task["retry_id"] = self._new_retry_id()
-                self._tasks[str(task["retry_id"])] = task
+                if not self._settings["forgetful"]:
+                    self._tasks[str(task["retry_id"])] = task
             return self._step(task)
 
     def _new_retry_id(self):

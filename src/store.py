@@ -1,13 +1,24 @@
-"""Everything that touches Redis for tasks: the counter, one hash per task, the dedupe index
-and the photo reference sets.
+"""Everything that touches Redis for tasks: the counter, one hash per task, the dedupe index,
+the photo reference sets, and the sets that keep every waiting task moving.
 
-Every state change is one Lua script, so concurrent web processes and workers never race
-(no read-then-write from Python). Keys:
+Every state change is one Lua script, so concurrent web processes, workers and dispatchers
+never race (no read-then-write from Python). Keys:
 
     pt:task_seq              INCR counter of task numbers
-    pt:task:<N>              hash: kind, owner, state, progress, result, error_*, ...
+    pt:task:<N>              hash: kind, owner, state, progress, result, error_*, job_id, ...
     pt:dedupe:<sha256>       task number that holds this (user, kind, settings, photo)
     pt:photo:<sha256>        set of task numbers that use this stored photo
+    pt:result_files          set of result file names that tasks name
+    pt:active                zset: waiting task -> when the sweep should look at it (its lease)
+    pt:deadline              zset: waiting scoring task -> its SCORER_DEADLINE
+    pt:due                   zset: waiting scoring task -> when its next run is due
+
+A waiting task is always in `pt:active`. Every change to it pushes its lease on, so a task
+that is moving is never looked at; one that has not changed for a lease is checked by the
+sweep (src/jobs/sweep.py), which runs its job again if the job was lost.
+
+Jobs write with a fence: the job id the task names. A job the sweep has replaced (its worker
+was thought dead) finds its writes refused and stops, so one task never has two live runs.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +36,19 @@ from redis.retry import Retry
 
 PREFIX = "pt:"
 SEQ_KEY = PREFIX + "task_seq"
+ACTIVE_KEY = PREFIX + "active"
+DEADLINE_KEY = PREFIX + "deadline"
+DUE_KEY = PREFIX + "due"
+RESULT_FILES_KEY = PREFIX + "result_files"
+TASK_PREFIX = PREFIX + "task:"
 
 WAITING = ("queued", "running")
 READY, FAILED = "ready", "failed"
 
 # Claim a dedupe entry, or report the live task that already holds it (with its result).
-# KEYS: dedupe key, sequence key.  ARGV: task-key prefix, then field/value pairs.
+# A new task is waiting from the start, with its first job's id and its lease.
+# KEYS: dedupe, sequence, active, deadline.
+# ARGV: task-key prefix, job-id suffix, lease end, deadline ('' = none), field/value pairs.
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if held then
@@ -37,48 +56,66 @@ if held then
   if task[1] and task[1] ~= 'failed' then return {held, task[1], task[2] or ''} end
 end
 local id = redis.call('INCR', KEYS[2])
+local job = 'task-' .. id .. '-' .. ARGV[2]
 local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', ARGV[1] .. id, 'dedupe', KEYS[1], unpack(fields))
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', ARGV[1] .. id, 'dedupe', KEYS[1], 'job_id', job, unpack(fields))
 redis.call('SET', KEYS[1], id)
-return {tostring(id), 'new', ''}
+redis.call('ZADD', KEYS[3], ARGV[3], id)
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], id) end
+return {tostring(id), 'new', '', job}
 """
 
-# Update a task that is still waiting; progress only ever goes up. Returns the progress
-# after the update, or -1 when the task is gone or finished.
-# KEYS: task key.  ARGV: progress (or ''), then field/value pairs.
-_UPDATE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'running' then return -1 end
-if ARGV[1] ~= '' then
+# Returns the task's state if a job may write to it, else false: it must still wait and, when
+# a fence is given, still name that job.
+_WRITABLE = """
+local function writable(key, fence)
+  local task = redis.call('HMGET', key, 'state', 'job_id')
+  if task[1] ~= 'queued' and task[1] ~= 'running' then return false end
+  if fence ~= '' and task[2] ~= fence then return false end
+  return true
+end
+"""
+
+# Update a waiting task; progress only ever goes up; its lease starts again; with a due time
+# its next run is put on `pt:due`. Returns the progress after the update, or -1 when the
+# write is refused (task gone, finished, or taken over by another job).
+# KEYS: task, active, due.  ARGV: task number, fence, progress (or ''), lease end,
+# due time (or ''), then field/value pairs.
+_UPDATE = _WRITABLE + """
+if not writable(KEYS[1], ARGV[2]) then return -1 end
+if ARGV[3] ~= '' then
   local old = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
-  local new = tonumber(ARGV[1])
+  local new = tonumber(ARGV[3])
   if new > old then redis.call('HSET', KEYS[1], 'progress', new) end
 end
-if #ARGV > 1 then
+if #ARGV > 5 then
   local fields = {}
-  for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))
 end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
 return tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 """
 
-# Finish a waiting task (ready or failed) and start its time to live.
-# KEYS: task key.  ARGV: ttl, then field/value pairs (state included).
-_FINISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'running' then return 0 end
+# Finish a waiting task (ready or failed) and start its time to live; it leaves every set
+# that keeps waiting tasks moving. Returns 1, or 0 when refused.
+# KEYS: task, active, deadline, due.  ARGV: task number, fence, ttl, field/value pairs.
+_FINISH = _WRITABLE + """
+if not writable(KEYS[1], ARGV[2]) then return 0 end
 local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'progress', 100, unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 local dedupe = redis.call('HGET', KEYS[1], 'dedupe')
-if dedupe then redis.call('EXPIRE', dedupe, ARGV[1]) end
+if dedupe then redis.call('EXPIRE', dedupe, ARGV[3]) end
+for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1
 """
 
 # Remove a task (and its dedupe entry if it still points at it); return its hash.
-# KEYS: task key.  ARGV: task number, owner ('' = anyone may).
+# KEYS: task, active, deadline, due.  ARGV: task number, owner ('' = anyone may).
 _REMOVE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
@@ -86,7 +123,36 @@ local task = redis.call('HGETALL', KEYS[1])
 local dedupe = redis.call('HGET', KEYS[1], 'dedupe')
 if dedupe and redis.call('GET', dedupe) == ARGV[1] then redis.call('DEL', dedupe) end
 redis.call('DEL', KEYS[1])
+for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return task
+"""
+
+# Give a waiting task whose job was lost a new job id, counting the loss; 'fail' once it
+# has been lost `max` times, 'moved' when another job took it over meanwhile.
+# KEYS: task, active.  ARGV: task number, lost job id, new job id, max losses, lease end.
+_REPLACE_JOB = _WRITABLE + """
+if not writable(KEYS[1], ARGV[2]) then return 'moved' end
+local losses = redis.call('HINCRBY', KEYS[1], 'losses', 1)
+if losses >= tonumber(ARGV[4]) then return 'fail' end
+redis.call('HSET', KEYS[1], 'job_id', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+return 'replaced'
+"""
+
+# Take the tasks whose next run is due, giving each the job id it will run as; returns the
+# task numbers taken. Every dispatcher may call this: ZREM decides who takes a task.
+# KEYS: due, active.  ARGV: task-key prefix, lease end, then task number / job id pairs.
+_TAKE_DUE = _WRITABLE + """
+local taken = {}
+for i = 3, #ARGV, 2 do
+  local key = ARGV[1] .. ARGV[i]
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 and writable(key, '') then
+    redis.call('HSET', key, 'job_id', ARGV[i + 1])
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
+    taken[#taken + 1] = ARGV[i]
+  end
+end
+return taken
 """
 
 
@@ -116,6 +182,7 @@ class Claim:
     task_id: int
     state: str  # 'new' or the existing task's state
     result: Any = None  # the existing task's result, when it is ready
+    job_id: str = ""  # a new task's first job, to be enqueued
 
     @property
     def is_new(self) -> bool:
@@ -123,28 +190,43 @@ class Claim:
 
 
 class Store:
-    def __init__(self, client: redis.Redis, task_ttl: int):
+    """The task store. `lease`: how long a waiting task may go unchanged before the sweep
+    checks that its job is still alive."""
+
+    def __init__(self, client: redis.Redis, task_ttl: int, lease: float = 10.0):
         self.redis = client
         self.task_ttl = task_ttl
+        self.lease = lease
         self._claim = client.register_script(_CLAIM)
         self._update = client.register_script(_UPDATE)
         self._finish = client.register_script(_FINISH)
         self._remove = client.register_script(_REMOVE)
+        self._replace_job = client.register_script(_REPLACE_JOB)
+        self._take_due = client.register_script(_TAKE_DUE)
 
     @staticmethod
     def task_key(task_id: int) -> str:
-        return f"{PREFIX}task:{task_id}"
+        return f"{TASK_PREFIX}{task_id}"
 
     @staticmethod
     def photo_key(digest: str) -> str:
         return f"{PREFIX}photo:{digest}"
 
-    def claim(self, dedupe: str, **fields: Any) -> Claim:
-        """Create a queued task for `dedupe`, unless a live task already holds it."""
+    def _lease_end(self) -> float:
+        return time.time() + self.lease
+
+    def claim(self, dedupe: str, deadline: float | None = None, **fields: Any) -> Claim:
+        """Create a queued task for `dedupe`, unless a live task already holds it. The new
+        task names its first job (`job_id`), which the caller must then enqueue."""
         now = time.time()
         fields = {"state": "queued", "progress": 0, "created_at": now, "updated_at": now, **fields}
-        task_id, state, result = self._claim(keys=[dedupe, SEQ_KEY], args=[PREFIX + "task:", *_pairs(fields)])
-        return Claim(int(task_id), state.decode(), json.loads(result) if result else None)
+        if deadline is not None:
+            fields["deadline"] = deadline
+        args = [TASK_PREFIX, uuid.uuid4().hex[:12], self._lease_end(), "" if deadline is None else deadline,
+                *_pairs(fields)]
+        task_id, state, result, *job = self._claim(keys=[dedupe, SEQ_KEY, ACTIVE_KEY, DEADLINE_KEY], args=args)
+        return Claim(int(task_id), state.decode(), json.loads(result) if result else None,
+                     job[0].decode() if job else "")
 
     def get(self, task_id: int) -> dict[str, str] | None:
         raw = self.redis.hgetall(self.task_key(task_id))
@@ -155,33 +237,76 @@ class Store:
         task = self.get(task_id)
         return task if task is not None and task["state"] in WAITING else None
 
-    def update(self, task_id: int, progress: int | None = None, **fields: Any) -> int | None:
-        """Record progress or fields of a waiting task; return its progress now, or None
-        when it is gone or finished."""
+    def update(self, task_id: int, progress: int | None = None, *, fence: str = "",
+               due: float | None = None, **fields: Any) -> int | None:
+        """Record progress or fields of a waiting task (and, with `due`, when its next run is
+        due); return its progress now, or None when the write is refused: the task is gone or
+        finished, or names another job than `fence`."""
         fields["updated_at"] = time.time()
-        args = ["" if progress is None else int(progress), *_pairs(fields)]
-        now = self._update(keys=[self.task_key(task_id)], args=args)
+        args = [task_id, fence, "" if progress is None else int(progress), self._lease_end(),
+                "" if due is None else due, *_pairs(fields)]
+        now = self._update(keys=[self.task_key(task_id), ACTIVE_KEY, DUE_KEY], args=args)
         return None if now < 0 else now
 
-    def finish(self, task_id: int, result: Any) -> bool:
-        return self._end(task_id, state=READY, result=json.dumps(result))
+    def finish(self, task_id: int, result: Any, fence: str = "") -> bool:
+        return self._end(task_id, fence, state=READY, result=json.dumps(result))
 
-    def fail(self, task_id: int, code: str, message: str) -> bool:
-        return self._end(task_id, state=FAILED, error_code=code, error_message=message)
+    def fail(self, task_id: int, code: str, message: str, fence: str = "") -> bool:
+        return self._end(task_id, fence, state=FAILED, error_code=code, error_message=message)
 
-    def _end(self, task_id: int, **fields: Any) -> bool:
+    def _end(self, task_id: int, fence: str, **fields: Any) -> bool:
         now = time.time()
         fields.update(updated_at=now, finished_at=now)
-        args = [self.task_ttl, *_pairs(fields)]
-        return bool(self._finish(keys=[self.task_key(task_id)], args=args))
+        args = [task_id, fence, self.task_ttl, *_pairs(fields)]
+        return bool(self._finish(keys=[self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY], args=args))
 
     def remove(self, task_id: int, owner: str = "") -> dict[str, str] | None:
         """Delete a task if it exists (and belongs to `owner`, when given); return it."""
-        flat = self._remove(keys=[self.task_key(task_id)], args=[task_id, owner])
+        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY]
+        flat = self._remove(keys=keys, args=[task_id, owner])
         if flat is None:
             return None
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
+    # --- keeping waiting tasks moving (the dispatcher and the sweep) --------------------
+    def take_due(self, job_ids: dict[int, str]) -> list[int]:
+        """Of the tasks in `job_ids` (task -> the id its next job gets), take those still due
+        and waiting; return them."""
+        args = [TASK_PREFIX, self._lease_end(), *_pairs(job_ids)]
+        return [int(t) for t in self._take_due(keys=[DUE_KEY, ACTIVE_KEY], args=args)]
+
+    def due_tasks(self, now: float, limit: int) -> list[int]:
+        return [int(t) for t in self.redis.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)]
+
+    def next_due(self) -> float | None:
+        first = self.redis.zrange(DUE_KEY, 0, 0, withscores=True)
+        return first[0][1] if first else None
+
+    def is_due_later(self, task_id: int) -> bool:
+        return self.redis.zscore(DUE_KEY, task_id) is not None
+
+    def overdue_tasks(self, now: float, limit: int) -> list[int]:
+        """Waiting scoring tasks past their deadline."""
+        return [int(t) for t in self.redis.zrangebyscore(DEADLINE_KEY, "-inf", now, start=0, num=limit)]
+
+    def unchanged_tasks(self, now: float, limit: int) -> list[int]:
+        """Waiting tasks whose lease has run out: nothing has changed them for a while."""
+        return [int(t) for t in self.redis.zrangebyscore(ACTIVE_KEY, "-inf", now, start=0, num=limit)]
+
+    def renew_lease(self, task_id: int) -> None:
+        self.redis.zadd(ACTIVE_KEY, {task_id: self._lease_end()}, xx=True)
+
+    def forget(self, task_id: int) -> None:
+        """Drop a task that no longer waits from the sets of waiting tasks."""
+        for key in (ACTIVE_KEY, DEADLINE_KEY, DUE_KEY):
+            self.redis.zrem(key, task_id)
+
+    def replace_job(self, task_id: int, lost_job: str, new_job: str, max_losses: int) -> str:
+        """'replaced', 'fail' (lost `max_losses` times) or 'moved' (not waiting on `lost_job`)."""
+        args = [task_id, lost_job, new_job, max_losses, self._lease_end()]
+        return self._replace_job(keys=[self.task_key(task_id), ACTIVE_KEY], args=args).decode()
+
+    # --- files ----------------------------------------------------------------------------
     def photo_lock(self, digest: str):
         """Serialises adding and dropping users of one stored photo with its file on disk."""
         return self.redis.lock(f"{PREFIX}photo_lock:{digest}", timeout=30, blocking_timeout=10)
@@ -195,6 +320,18 @@ class Store:
         pipe.srem(self.photo_key(digest), task_id)
         pipe.scard(self.photo_key(digest))
         return pipe.execute()[1]
+
+    def photo_users(self, digest: str) -> int:
+        return self.redis.scard(self.photo_key(digest))
+
+    def name_result_file(self, name: str) -> None:
+        self.redis.sadd(RESULT_FILES_KEY, name)
+
+    def unname_result_file(self, name: str) -> None:
+        self.redis.srem(RESULT_FILES_KEY, name)
+
+    def named_result_files(self, names: list[str]) -> list[bool]:
+        return [bool(x) for x in self.redis.smismember(RESULT_FILES_KEY, names)] if names else []
 
 
 def _pairs(fields: dict[str, Any]) -> list:

@@ -1,22 +1,122 @@
 """`python -m src.worker`: one RQ worker on the service's queues, with RQ's scheduler (which
-runs in whichever worker holds its lock, so any number of workers may be started)."""
+runs in whichever worker holds its lock, so any number of workers may be started).
+
+- Scoring runs (one HTTP call each, waiting on the network) run in the worker process
+  itself, with the job code and the scorer's connection pool loaded once; a resize runs in a
+  forked work horse, so a crash or a leak in an image decoder cannot take the worker along.
+- A heartbeat thread keeps `pt:alive:<worker name>` alive in Redis, holding the id of the job
+  in hand, so the sweep can tell a job whose worker died from one that is still running.
+- Redis going away ends RQ's work loop; this process then waits for Redis with backoff and
+  starts a new worker, instead of exiting.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+import threading
+import time
 
+import redis
 from rq import Queue, Worker
+from rq.worker import WorkerStatus
 
-from .queues import QUEUES
+from . import queues
+from .jobs import resize, score  # noqa: F401  loaded once here, not in every job
 from .settings import current_settings
 from .store import connect
+
+log = logging.getLogger("photo_tasks.worker")
+
+WORKER_TTL = 20  # RQ heartbeats an idle worker every WORKER_TTL - 15 s
+JOB_MONITORING_INTERVAL = 5  # ... and a busy one this often
+MAINTENANCE_INTERVAL = 30  # RQ restarts a lost scheduler process, cleans its registries
+MAX_RECONNECT_DELAY = 10.0
+
+
+class TaskWorker(Worker):
+    """An RQ worker that forks only for resizes, and knows which job it is running."""
+
+    running_job = ""
+    stop_asked = False
+
+    def execute_job(self, job, queue):
+        self.running_job = job.id
+        try:
+            if queue.name == queues.RESIZE_QUEUE:
+                super().execute_job(job, queue)
+            else:  # as RQ's SimpleWorker does
+                self.prepare_execution(job)
+                self.perform_job(job, queue)
+                self.set_state(WorkerStatus.IDLE)
+        finally:
+            self.running_job = ""
+
+    def request_stop(self, signum, frame):
+        self.stop_asked = True
+        super().request_stop(signum, frame)
+
+
+class Heartbeat(threading.Thread):
+    """Renews the worker's liveness key on a connection of its own."""
+
+    def __init__(self, url: str, worker: TaskWorker, ttl: float):
+        super().__init__(name="heartbeat", daemon=True)
+        self.client = connect(url, fail_fast=True)
+        self.worker, self.ttl = worker, ttl
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        key = queues.alive_key(self.worker.name)
+        while True:
+            try:
+                self.client.set(key, self.worker.running_job, px=int(self.ttl * 1000))
+            except redis.RedisError:
+                pass  # Redis is away: the key expires, as it should
+            if self.stopped.wait(self.ttl / 4):
+                break
+        try:
+            self.client.delete(key)
+        except redis.RedisError:
+            pass
+
+
+def run_once(settings) -> bool:
+    """Run one RQ worker until it stops; True when it stopped because it was asked to."""
+    conn = connect(settings.redis_url, fail_fast=False)
+    worker = TaskWorker([Queue(name, connection=conn) for name in queues.QUEUES], connection=conn,
+                        worker_ttl=WORKER_TTL, job_monitoring_interval=JOB_MONITORING_INTERVAL,
+                        maintenance_interval=MAINTENANCE_INTERVAL)
+    heartbeat = Heartbeat(settings.redis_url, worker, settings.lease)
+    heartbeat.start()
+    try:
+        worker.work(with_scheduler=True, logging_level="INFO")
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
+    return worker.stop_asked
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    conn = connect(current_settings().redis_url, fail_fast=False)
-    queues = [Queue(name, connection=conn) for name in QUEUES]
-    Worker(queues, connection=conn).work(with_scheduler=True)
+    settings = current_settings()
+    delay = 0.5
+    while True:
+        started = time.monotonic()
+        try:
+            if run_once(settings):
+                return
+        except redis.RedisError as exc:
+            log.warning("Redis unavailable (%s)", exc)
+        if time.monotonic() - started > 60:
+            delay = 0.5  # a worker that ran a while: this is a new outage
+        # RQ's work loop ends on a Redis error; wait, then start a fresh worker.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+        log.info("starting a new worker in %.1f s", delay)
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
 
 if __name__ == "__main__":

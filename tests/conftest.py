@@ -64,6 +64,7 @@ def make_service(redis_server, redis_client, scorer, tmp_path):
             "UPLOAD_DIR": str(upload_dir),
             "SCORER_RETRY_DELAY": "0.2",
             "SCORER_TIMEOUT": "2",
+            "SWEEP_INTERVAL": "0.5",
             **{key.upper(): str(value) for key, value in settings.items()},
         }
         service = Service(env)
@@ -81,12 +82,15 @@ def service(make_service):
     return make_service()
 
 
-# Keys RQ workers keep for themselves, which come and go whatever a request does.
-NOISE_PREFIXES = (b"rq:worker", b"rq:workers", b"rq:scheduler", b"rq:queues", b"rq:clean_registries")
+# Keys the workers and the dispatcher keep for themselves (their liveness, the sweeps' own
+# jobs), which come and go whatever a request does.
+NOISE_PREFIXES = (b"pt:sweep_tick", b"pt:alive:", b"rq:job:sweep-")
 
 
 def snapshot(redis_client, service) -> tuple:
-    keys = {key for key in redis_client.keys("*") if not key.startswith(NOISE_PREFIXES)}
+    """The service's state a request could change: task keys, RQ jobs, files."""
+    keys = {key for key in redis_client.keys("pt:*") + redis_client.keys("rq:job:*")
+            if not key.startswith(NOISE_PREFIXES)}
     return keys, redis_client.get("pt:task_seq"), files_under(service.settings.upload_dir)
 
 

@@ -45,11 +45,16 @@ class Service:
                 raise  # closing the sockets under a running select() is how waitress stops
 
     def start_workers(self, count: int) -> None:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        log = open(os.path.join(self.settings.upload_dir, "..", "workers.log"), "ab")
+        """Start `count` RQ workers, and the dispatcher with the first ones."""
+        if not self.workers:
+            self.workers.append(self._spawn("src.dispatcher"))
         for _ in range(count):
-            self.workers.append(spawn([sys.executable, "-m", "src.worker"], cwd=ROOT, env=env,
-                                      stdout=log, stderr=subprocess.STDOUT))
+            self.workers.append(self._spawn("src.worker"))
+
+    def _spawn(self, module: str) -> subprocess.Popen:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        with open(os.path.join(self.settings.upload_dir, "..", "workers.log"), "ab") as log:
+            return spawn([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop_workers(self) -> None:
         for worker in self.workers:

@@ -3,7 +3,6 @@ the same photo and settings for this user."""
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 
@@ -56,19 +55,17 @@ def _photo(ctx: Context, files) -> tuple[FileStorage, images.ImageInfo]:
 
 
 def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.ImageInfo) -> Response:
-    settings = ctx.settings
     return _start(ctx, user, "score", normalise_name(name), photo.stream,
-                  functools.partial(queues.enqueue_score, settings=settings),
                   name=name, filename=_filename(photo, info), content_type=info.mime_type,
-                  deadline=time.time() + settings.scorer_deadline)
+                  deadline=time.time() + ctx.settings.scorer_deadline)
 
 
 def _resize(ctx: Context, user: str, spec: ResizeSpec, spool) -> Response:
     spec_json = spec.to_json()
-    return _start(ctx, user, "resize", spec_json, spool, queues.enqueue_resize, spec=spec_json)
+    return _start(ctx, user, "resize", spec_json, spool, spec=spec_json)
 
 
-def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, enqueue, **task_fields) -> Response:
+def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, **task_fields) -> Response:
     """Claim the task for (user, kind, settings, photo) and start its job, or answer with the
     live task that already holds them."""
     store = ctx.store
@@ -78,9 +75,7 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, enqueue
         return _existing(claim)
     try:
         lifecycle.keep_photo(store, ctx.settings.upload_dir, claim.task_id, spool.digest, spool.path)
-        job_id = queues.new_job_id(claim.task_id)
-        store.update(claim.task_id, job_id=job_id)
-        enqueue(store.redis, claim.task_id, job_id)
+        queues.enqueue_task(store.redis, kind, claim.task_id, claim.job_id, ctx.settings)
     except Exception:
         lifecycle.discard_task(store, ctx.settings.upload_dir, claim.task_id)
         raise

@@ -1,22 +1,35 @@
-"""What happens to a task whose job raised: it fails, instead of waiting forever."""
+"""What happens to a task whose job raised: it fails, instead of waiting forever.
+
+Not every failure is the task's fault. A job RQ found abandoned (its worker died) or one that
+lost Redis midway was lost, not wrong: the sweep (src/jobs/sweep.py) runs it again, and
+fails the task only after it has been lost three times.
+"""
 
 from __future__ import annotations
 
 import logging
+
+import redis
+from rq.exceptions import AbandonedJobError
 
 from .. import lifecycle
 from ..settings import current_settings
 from ..store import Store
 
 log = logging.getLogger(__name__)
+LOSSES = (AbandonedJobError, redis.ConnectionError, redis.TimeoutError)
 
 
 def mark_task_failed(job, connection, exc_type, exc_value, traceback) -> None:
     task_id = job.args[0]
+    if issubclass(exc_type, LOSSES):
+        log.warning("job %s for task %s was lost (%s); the sweep runs it again", job.id, task_id, exc_type.__name__)
+        return
     log.error("job %s for task %s raised %s: %s", job.id, task_id, exc_type.__name__, exc_value)
-    store = Store(connection, current_settings().task_ttl)
+    settings = current_settings()
+    store = Store(connection, settings.task_ttl, settings.lease)
     task = store.get(task_id)
     if task is not None:
         lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
                             "the task could not be processed; the error is in the worker log",
-                            task.get("result_file", ""))
+                            task.get("result_file", ""), fence=job.id)

@@ -21,15 +21,18 @@ def resize_task(task_id: int) -> str:
     settings = current_settings()
     store = running.current_store()
     task = store.waiting(task_id)
-    if task is None:
-        return "task gone"
+    if task is None or task.get("job_id") != running.fence():
+        return "task gone"  # deleted, finished, or this run was replaced by another
     spec = ResizeSpec.from_json(task["spec"])
     name, path = results.new_result(settings.upload_dir, spec.format)
     # Recorded before the file exists, so whatever ends the task (a delete, a failure, its
     # expiry) removes the file too, even if this worker dies while writing it.
+    store.name_result_file(name)
     if not running.record_progress(store, task_id, PROGRESS["started"], state="running",
                                    result_file=name):
         return "task gone"
+    if task.get("result_file"):  # a run before this one was lost midway: drop its file
+        lifecycle.drop_result_file(store, settings.upload_dir, task["result_file"])
 
     def report(stage: str) -> None:
         if not running.record_progress(store, task_id, PROGRESS[stage]):
@@ -40,10 +43,10 @@ def resize_task(task_id: int) -> str:
         image = resize(photos.photo_path(settings.upload_dir, task["digest"]), spec, path, report)
         result = {"url": results.url(name), "width": image.width, "height": image.height,
                   "format": spec.format, "bytes": image.bytes}
-        kept = lifecycle.finish_task(store, task_id, task["digest"], result, name)
+        kept = lifecycle.finish_task(store, task_id, task["digest"], result, name, fence=running.fence())
         return "ready" if kept else "task gone"
     except TaskGone:
         return "task gone"
     finally:
         if not kept:  # deleted meanwhile, or the job failed: the file is nobody's
-            photos.discard(path)
+            lifecycle.drop_result_file(store, settings.upload_dir, name)

@@ -1,4 +1,4 @@
-"""What a task's job uses while it runs: the task store, and recording progress."""
+"""What a task's job uses while it runs: the task store, its fence, and recording progress."""
 
 from __future__ import annotations
 
@@ -10,14 +10,21 @@ from ..store import Store
 
 def current_store() -> Store:
     """The task store, on the Redis connection RQ gave the running job."""
-    return Store(get_current_job().connection, current_settings().task_ttl)
+    settings = current_settings()
+    return Store(get_current_job().connection, settings.task_ttl, settings.lease)
+
+
+def fence() -> str:
+    """The running job's id: the task must still name it for the job's writes to count."""
+    return get_current_job().id
 
 
 def record_progress(store: Store, task_id: int, progress: int | None, **fields) -> bool:
     """Save progress (and fields) on the task, where GET reads it and where it never goes
     down, and show the task's progress in the RQ job's meta too, for rq-dashboard. False
-    when the task is gone or finished: the job should stop."""
-    now = store.update(task_id, progress, **fields)
+    when the write is refused (the task is gone, finished, or another job took it over):
+    the job should stop."""
+    now = store.update(task_id, progress, fence=fence(), **fields)
     if now is None:
         return False
     job = get_current_job()

@@ -1,0 +1,81 @@
+"""`python -m src.dispatcher`: keeps waiting scoring tasks moving, on time.
+
+RQ's scheduler works in whole seconds, so a poll scheduled with it comes up to a second
+late. Instead a scoring task that must run again later waits on the sorted set `pt:due`
+(score: when it is due); this loop takes the tasks that are due, every few milliseconds, and
+puts their jobs on the `score` queue in one round trip. Every SWEEP_INTERVAL seconds it
+also enqueues the sweeps (src/jobs/sweep.py), which run on the workers.
+
+Any number of dispatchers may run (one per host, say): taking a due task is atomic, and the
+sweeps are enqueued once per interval whoever asks. Redis going away only pauses the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import redis
+
+from . import queues
+from .settings import Settings, current_settings
+from .store import Store, connect
+
+log = logging.getLogger("photo_tasks.dispatcher")
+
+TICK = 0.02  # seconds between looks at `pt:due` when nothing is due
+BATCH = 500  # tasks taken in one go
+MAX_PAUSE = 5.0  # longest wait for Redis between tries
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store = Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease)
+        self.next_sweep = 0.0
+        self.stopping = False
+
+    def run(self) -> None:
+        pause = 0.1
+        while not self.stopping:
+            try:
+                busy = self.tick()
+                pause = 0.1
+            except redis.RedisError as exc:
+                log.warning("Redis unavailable (%s); trying again in %.1f s", exc, pause)
+                busy = False
+                time.sleep(pause)
+                pause = min(pause * 2, MAX_PAUSE)
+            if not busy:
+                time.sleep(TICK)
+
+    def tick(self) -> bool:
+        """Enqueue the runs that are due (and the sweeps when their time comes); True when
+        a full batch was taken, so more may be due already."""
+        now = time.time()
+        due = self.store.due_tasks(now, BATCH)
+        if due:
+            job_ids = {task_id: queues.new_job_id(task_id) for task_id in due}
+            taken = self.store.take_due(job_ids)
+            queues.enqueue_scoring_runs(self.store.redis, {t: job_ids[t] for t in taken}, self.settings)
+        if now >= self.next_sweep:
+            queues.enqueue_sweeps(self.store.redis, self.settings.sweep_interval)
+            self.next_sweep = now + self.settings.sweep_interval
+        return len(due) == BATCH
+
+    def stop(self, *_) -> None:
+        self.stopping = True
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    dispatcher = Dispatcher(current_settings())
+    signal.signal(signal.SIGTERM, dispatcher.stop)
+    signal.signal(signal.SIGINT, dispatcher.stop)
+    log.info("dispatching due scoring runs; sweeps every %g s", dispatcher.settings.sweep_interval)
+    dispatcher.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The sweeps, enqueued every SWEEP_INTERVAL by the dispatcher: nothing stuck, nothing lost.
+
+`sweep_tasks` looks at the waiting tasks nothing has changed for a lease (pt:active):
+- a scoring task past its deadline fails with `scorer_timeout`, whether or not a job of it
+  is still to run;
+- a task whose job is gone (its work horse or whole worker killed, Redis lost mid-run, a
+  web process killed between creating the task and enqueuing it) gets a new job; after
+  MAX_LOSSES such losses it fails with `internal_error`.
+`sweep_files` removes stored photos and results that no task names, once they are older
+than ORPHAN_GRACE (a file being made is always younger).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from .. import lifecycle, photos, queues, results
+from ..settings import current_settings
+from ..store import WAITING, Store
+from . import running
+
+log = logging.getLogger(__name__)
+
+MAX_LOSSES = 3
+BATCH = 1000
+
+
+def sweep_tasks() -> str:
+    settings = current_settings()
+    store = running.current_store()
+    now = time.time()
+    overdue = sum(_fail_if_overdue(store, task_id, settings) for task_id in store.overdue_tasks(now, BATCH))
+    verdicts = [_check(store, task_id, settings) for task_id in store.unchanged_tasks(now, BATCH)]
+    return f"{overdue} overdue, {verdicts.count('replaced')} re-run, {verdicts.count('fail')} failed"
+
+
+def _fail_if_overdue(store: Store, task_id: int, settings) -> bool:
+    task = store.get(task_id)
+    if task is None or task["state"] not in WAITING:
+        store.forget(task_id)
+        return False
+    return lifecycle.fail_overdue(store, task_id, task, settings.scorer_deadline)
+
+
+def _check(store: Store, task_id: int, settings) -> str:
+    """Renew the lease of a task whose job is alive; replace a lost one."""
+    task = store.get(task_id)
+    if task is None or task["state"] not in WAITING:
+        store.forget(task_id)
+        return "gone"
+    lost = task.get("job_id", "")
+    if store.is_due_later(task_id) or queues.job_is_alive(store.redis, lost):
+        store.renew_lease(task_id)
+        return "alive"
+    new_job = queues.new_job_id(task_id)
+    verdict = store.replace_job(task_id, lost, new_job, MAX_LOSSES)
+    if verdict == "replaced":
+        log.warning("task %s: job %s was lost; running it again as %s", task_id, lost, new_job)
+        queues.enqueue_task(store.redis, task["kind"], task_id, new_job, settings)
+    elif verdict == "fail":
+        log.error("task %s: its job was lost %d times; failing it", task_id, MAX_LOSSES)
+        lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
+                            f"the task's job was lost {MAX_LOSSES} times (its worker died)",
+                            task.get("result_file", ""))
+    return verdict
+
+
+def sweep_files() -> str:
+    settings = current_settings()
+    store = running.current_store()
+    cutoff = time.time() - settings.orphan_grace
+    removed = _sweep_photos(store, settings.upload_dir, cutoff) + _sweep_results(store, settings.upload_dir, cutoff)
+    return f"{removed} orphan files removed"
+
+
+def _old_files(folder: str, cutoff: float) -> list[os.DirEntry]:
+    if not os.path.isdir(folder):
+        return []
+    return [e for e in os.scandir(folder) if e.is_file() and e.stat().st_mtime < cutoff]
+
+
+def _sweep_photos(store: Store, upload_dir: str, cutoff: float) -> int:
+    removed = 0
+    for shard in _subfolders(os.path.join(upload_dir, "photos")):
+        for entry in _old_files(shard, cutoff):
+            with store.photo_lock(entry.name):
+                if store.photo_users(entry.name) == 0:
+                    photos.discard(entry.path)
+                    removed += 1
+    return removed
+
+
+def _sweep_results(store: Store, upload_dir: str, cutoff: float) -> int:
+    entries = _old_files(results.results_dir(upload_dir), cutoff)
+    named = store.named_result_files([e.name for e in entries])
+    for entry, is_named in zip(entries, named):
+        if not is_named:
+            photos.discard(entry.path)
+    return named.count(False)
+
+
+def _subfolders(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return [e.path for e in os.scandir(folder) if e.is_dir()]
