@@ -102,11 +102,14 @@ def alive_key(worker_name: str) -> str:
 
 
 def job_is_alive(conn: redis.Redis, job_id: str) -> bool:
-    """Will this job still run or end? Queued, or started by a worker that is alive and says
-    it is running it. A failed, stopped, finished or missing job will not."""
-    status, worker = conn.hmget(Job.key_for(job_id), "status", "worker_name")
-    if status == JobStatus.QUEUED.value.encode():
-        return True
+    """Will this job still run or end? Waiting on its queue, or started by a worker that is
+    alive and says it is running it. A job that says `queued` but is on no list (a worker
+    took it and died, or Redis lost the move) will not, nor will a failed, stopped,
+    finished or missing one."""
+    status, worker, origin = conn.hmget(Job.key_for(job_id), "status", "worker_name", "origin")
+    if status == JobStatus.QUEUED.value.encode() and origin:
+        queue = Queue(origin.decode(), connection=conn)
+        return any(conn.lpos(key, job_id) is not None for key in (queue.key, queue.intermediate_queue_key))
     if status == JobStatus.STARTED.value.encode() and worker:
         return conn.get(alive_key(worker.decode())) == job_id.encode()
     return False

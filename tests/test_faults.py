@@ -1,0 +1,146 @@
+"""What survives what: real processes killed with real signals while tasks wait.
+
+Each test kills a part of the running service (`kill -9`) and asserts what a user sees:
+the task still ends `ready` (or with the documented failure), in the contract's time, and
+nothing is left behind. SWEEP_INTERVAL is 0.5 s here (see conftest), so a lost job is found
+within a few seconds instead of the default ~25 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from harness import Service, files_under, make_photo, noisy_photo
+from src.embedded_redis import EmbeddedRedis, free_port
+from test_scoring import assert_failed, assert_ready, start_task, wait_until
+
+
+def talking_to(service, port: int) -> psutil.Process | None:
+    """The worker process that has a connection open to `port` (the simulator)."""
+    for popen in service.workers[1:]:  # [0] is the dispatcher
+        try:
+            process = psutil.Process(popen.pid)
+            if any(c.raddr and c.raddr.port == port for c in process.net_connections("tcp")):
+                return process
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def scorer_port(scorer) -> int:
+    return int(scorer.url.split(":")[2].split("/")[0])
+
+
+def kill_worker_mid_call(service, scorer) -> None:
+    """Wait until a worker is inside a scoring call, then kill -9 its whole process group."""
+    process = wait_until(lambda: talking_to(service, scorer_port(scorer)), timeout=15, interval=0.02)
+    assert process, "no worker was seen calling the scorer"
+    os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_call_has_its_job_run_again(make_service, scorer):
+    service = make_service(workers=2)
+    scorer.configure(faults=["slow"], slow_seconds=3)
+    photo = make_photo(200)
+    task = start_task(service, photo)
+    kill_worker_mid_call(service, scorer)
+    began = time.monotonic()
+    assert_ready(service, task, photo, timeout=60)
+    assert time.monotonic() - began < 60
+    assert len([c for c in scorer.calls() if "name" in c["fields"]]) == 2  # the lost call, again
+
+
+def test_a_task_whose_job_is_lost_three_times_fails(make_service, scorer):
+    service = make_service(workers=1)
+    scorer.configure(always="slow", slow_seconds=5)
+    task = start_task(service, make_photo(201))
+    for _ in range(3):
+        kill_worker_mid_call(service, scorer)
+        service.start_workers(1)  # what `make run`'s supervisor does
+    body = assert_failed(service, task, "internal_error", timeout=30)
+    assert "lost 3 times" in body["error"]["message"]
+
+
+def test_a_killed_resize_work_horse_has_its_job_run_again(make_service, redis_client):
+    service = make_service(workers=1)
+    worker = psutil.Process(service.workers[1].pid)
+    time.sleep(1)  # let the worker start its scheduler process
+    before = {child.pid for child in worker.children()}
+    photo = noisy_photo("PNG", size=(3000, 2000), seed=7)
+    answer = service.post(photo, filename="big.png", content_type="image/png", width=300)
+    assert answer.status_code == 202, answer.text
+    task = answer.json()["task"]
+
+    def horse():
+        return next((c for c in worker.children() if c.pid not in before), None)
+
+    process = wait_until(horse, timeout=10, interval=0.01)
+    assert process, "no work horse was seen"
+    process.kill()
+    done = service.wait_done(task, timeout=30)
+    assert done.json()["status"] == "ready", done.text
+    assert done.json()["result"]["width"] == 300
+    # the killed run's partial file is gone: only the photo and the one result remain
+    results = [p for p in files_under(service.settings.upload_dir) if p.startswith("results/")]
+    assert len(results) == 1
+
+
+def test_the_deadline_holds_even_when_no_job_will_run(make_service, scorer):
+    service = make_service(workers=1, scorer_deadline=2)
+    scorer.configure(wait_rounds=100)
+    task = start_task(service, make_photo(202))
+    assert wait_until(lambda: len(scorer.calls()) >= 1, timeout=10)
+    service.stop_workers()  # no worker, no dispatcher: nothing will ever run this task again
+    body = assert_failed(service, task, "scorer_timeout", timeout=10)
+    assert "2 s" in body["error"]["message"]
+
+
+def test_orphan_files_are_swept(make_service, redis_client):
+    service = make_service(workers=1, orphan_grace=0)
+    upload_dir = service.settings.upload_dir
+    task = start_task(service, make_photo(203))
+    stray = {"photos/ab/" + "ab" * 32, "results/" + "x" * 32 + ".jpg"}
+    for path in stray:
+        os.makedirs(os.path.dirname(os.path.join(upload_dir, path)), exist_ok=True)
+        open(os.path.join(upload_dir, path), "wb").close()
+    assert wait_until(lambda: not stray & files_under(upload_dir), timeout=10)
+    assert service.wait_done(task).json()["status"] == "ready"
+    assert any(p.startswith("photos/") for p in files_under(upload_dir))  # a named photo stays
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A private server with its append-only file, which the test may kill and restart."""
+    server = EmbeddedRedis(str(tmp_path / "valkey-own"), port=free_port()).start()
+    yield server
+    server.stop()
+
+
+def test_waiting_tasks_finish_after_redis_is_killed_and_restarted(own_redis, scorer, tmp_path):
+    upload_dir = tmp_path / "uploads"
+    upload_dir.mkdir()
+    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir),
+                       "SCORER_RETRY_DELAY": "0.5", "SCORER_TIMEOUT": "2", "SWEEP_INTERVAL": "0.5"})
+    try:
+        service.start_workers(2)
+        scorer.configure(wait_rounds=6)
+        photos = [make_photo(300 + i) for i in range(10)]
+        tasks = [start_task(service, photo) for photo in photos]
+        assert wait_until(lambda: len(scorer.calls()) >= 15, timeout=15)
+
+        own_redis.process.kill()  # kill -9: the server keeps only its append-only file
+        own_redis.process.wait()
+        answer = service.get(tasks[0])
+        assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+        time.sleep(3)
+        own_redis.start()  # the same port, from its append-only file
+
+        for task, photo in zip(tasks, photos):
+            assert_ready(service, task, photo, timeout=60)
+    finally:
+        service.stop()
