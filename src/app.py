@@ -11,11 +11,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from . import photos, router
+from . import router
 from .context import Context
 from .errors import ApiError
 from .request import request_class
 from .settings import Settings
+from .spools import SpoolDir
 from .store import Store, connect
 
 log = logging.getLogger("photo_tasks")
@@ -28,7 +29,8 @@ WAITRESS_OPTIONS = {"threads": 8, "ident": "photo-tasks", "clear_untrusted_proxy
 class Application:
     def __init__(self, settings: Settings):
         self.ctx = Context(settings, Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease))
-        self.request_class = request_class(settings)
+        self.spools = SpoolDir(settings.upload_dir)  # sweeps dead processes' spools first
+        self.request_class = request_class(settings, self.spools.path)
 
     def __call__(self, environ, start_response):
         request = self.request_class(environ)
@@ -68,7 +70,6 @@ def _from_http_exception(exc: HTTPException) -> ApiError:
 def create_app(settings: Settings | None = None):
     """The WSGI app for `settings` (by default, read from the environment)."""
     settings = settings or Settings.from_env()
-    photos.sweep_spools(settings.upload_dir)
     app = Application(settings)
     if settings.trusted_proxies:
         return ProxyFix(app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,

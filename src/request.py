@@ -1,15 +1,15 @@
 """The request class of the app: werkzeug's, with the upload limits of the settings and file
-parts spooled to UPLOAD_DIR while they are hashed."""
+parts spooled to this process's spool directory while they are hashed."""
 
 from __future__ import annotations
 
 from werkzeug.wrappers import Request
 
-from . import photos
+from . import photos, spools
 from .settings import Settings
 
 
-def request_class(settings: Settings) -> type[Request]:
+def request_class(settings: Settings, spool_dir: str) -> type[Request]:
     class ApiRequest(Request):
         # werkzeug answers 413 from Content-Length before reading, or while streaming.
         max_content_length = settings.max_upload_bytes
@@ -20,10 +20,10 @@ def request_class(settings: Settings) -> type[Request]:
 
         def __init__(self, environ, *args, **kwargs):
             super().__init__(environ, *args, **kwargs)
-            self.spooled: list[photos.HashingFile] = []
+            self.spooled: list[spools.HashingFile] = []
 
         def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
-            spool = photos.HashingFile(settings.upload_dir)
+            spool = spools.HashingFile(spool_dir)
             self.spooled.append(spool)
             return spool
 

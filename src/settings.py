@@ -57,6 +57,7 @@ class Settings:
     workers: int = 2
     task_ttl: int = 7 * 24 * 3600
     trusted_proxies: int = 0
+    var_dir: str = "var"
     sweep_interval: float = 5.0
     orphan_grace: float = 3600.0
 
@@ -89,6 +90,7 @@ class Settings:
             workers=_number(env, "WORKERS", 2, minimum=1),
             task_ttl=_number(env, "TASK_TTL", 7 * 24 * 3600, minimum=1),
             trusted_proxies=_number(env, "TRUSTED_PROXIES", 0),
+            var_dir=os.path.abspath(env.get("VAR_DIR", "").strip() or "var"),
             sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, minimum=0.1),
             orphan_grace=_number(env, "ORPHAN_GRACE", 3600.0, float),
         )

@@ -23,7 +23,41 @@ from src.settings import Settings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class Service:
+class Client:
+    """Requests to the service at `url`, as a user sends them."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def post(self, photo: bytes | None = None, filename: str = "face.jpg", content_type: str = "image/jpeg",
+             headers: dict | None = None, **fields) -> requests.Response:
+        """A multipart POST: the text fields, and the photo as a file part when given."""
+        parts = {key: (None, str(value)) for key, value in fields.items()}
+        if photo is not None:
+            parts["photo"] = (filename, photo, content_type)
+        return requests.post(self.url, files=parts, headers=headers, timeout=10)
+
+    def get(self, task_id, headers: dict | None = None) -> requests.Response:
+        return requests.get(self.url, params={"task_id": task_id}, headers=headers, timeout=10)
+
+    def delete(self, task_id, headers: dict | None = None) -> requests.Response:
+        return requests.delete(self.url, params={"task_id": task_id}, headers=headers, timeout=10)
+
+    def fetch(self, path: str, method: str = "GET", headers: dict | None = None) -> requests.Response:
+        """A request for another path on the server, such as a result's URL."""
+        return requests.request(method, self.url.rstrip("/") + path, headers=headers, timeout=10)
+
+    def wait_done(self, task_id, timeout: float = 20, headers: dict | None = None) -> requests.Response:
+        """Poll GET until the task is no longer waiting."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.get(task_id, headers)
+            if answer.status_code != 202 or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.1)
+
+
+class Service(Client):
     """The web app and its workers, started with the given settings."""
 
     def __init__(self, env: dict[str, str]):
@@ -31,7 +65,7 @@ class Service:
         self.settings = Settings.from_env(env)
         self.server = waitress.create_server(create_app(self.settings), host="127.0.0.1", port=0,
                                              **WAITRESS_OPTIONS)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}/"
+        super().__init__(f"http://127.0.0.1:{self.server.effective_port}/")
         self.workers: list[subprocess.Popen] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -68,33 +102,13 @@ class Service:
         self._stopping.set()
         self.server.close()
 
-    # --- requests, as a user sends them -------------------------------------------------
-    def post(self, photo: bytes | None = None, filename: str = "face.jpg", content_type: str = "image/jpeg",
-             headers: dict | None = None, **fields) -> requests.Response:
-        """A multipart POST: the text fields, and the photo as a file part when given."""
-        parts = {key: (None, str(value)) for key, value in fields.items()}
-        if photo is not None:
-            parts["photo"] = (filename, photo, content_type)
-        return requests.post(self.url, files=parts, headers=headers, timeout=10)
 
-    def get(self, task_id, headers: dict | None = None) -> requests.Response:
-        return requests.get(self.url, params={"task_id": task_id}, headers=headers, timeout=10)
-
-    def delete(self, task_id, headers: dict | None = None) -> requests.Response:
-        return requests.delete(self.url, params={"task_id": task_id}, headers=headers, timeout=10)
-
-    def fetch(self, path: str, method: str = "GET", headers: dict | None = None) -> requests.Response:
-        """A request for another path on the server, such as a result's URL."""
-        return requests.request(method, self.url.rstrip("/") + path, headers=headers, timeout=10)
-
-    def wait_done(self, task_id, timeout: float = 20, headers: dict | None = None) -> requests.Response:
-        """Poll GET until the task is no longer waiting."""
-        deadline = time.monotonic() + timeout
-        while True:
-            answer = self.get(task_id, headers)
-            if answer.status_code != 202 or time.monotonic() > deadline:
-                return answer
-            time.sleep(0.1)
+def wait_for(condition, timeout: float = 10, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(step)
 
 
 def make_photo(seed: int = 0, size=(64, 48), fmt: str = "JPEG") -> bytes:
@@ -116,6 +130,13 @@ def noisy_photo(fmt: str, size=(200, 150), seed: int = 0) -> bytes:
 
 def files_under(path) -> set[str]:
     return {os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path) for f in names}
+
+
+def leftovers(upload_dir) -> set[str]:
+    """Files under UPLOAD_DIR apart from the web processes' spool locks (`tmp/*.lock`, there
+    while they run)."""
+    return {path for path in files_under(upload_dir)
+            if not (os.path.dirname(path) == "tmp" and path.endswith(".lock"))}
 
 
 def assert_error_shape(answer: requests.Response, status: int, field=None) -> dict:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from src.simulator import expected_score
-from harness import Service, files_under, make_photo, noisy_photo
+from harness import Service, files_under, make_photo, noisy_photo, wait_for
 
 NAME = "Ann Lee"
 
@@ -22,14 +22,6 @@ def first_calls(scorer) -> list[dict]:
 
 def polls(scorer) -> list[dict]:
     return [call for call in scorer.calls() if "retry_id" in call["fields"]]
-
-
-def wait_for(condition, timeout: float = 10, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(step)
 
 
 def is_number(value) -> bool:
@@ -371,17 +363,18 @@ def test_finished_task_expires_with_its_files_after_task_ttl(make_service):
     assert again.status_code == 202 and again.json()["task"] != task
 
 
-def test_uploads_left_by_a_dead_web_process_are_swept_at_start(service):
+def test_a_starting_web_process_sweeps_dead_processes_spools_not_live_ones(service):
     tmp_dir = os.path.join(service.settings.upload_dir, "tmp")
-    os.makedirs(tmp_dir, exist_ok=True)
-    stale, fresh = os.path.join(tmp_dir, "upload-stale"), os.path.join(tmp_dir, "upload-fresh")
-    for path in (stale, fresh):
-        open(path, "wb").close()
-    os.utime(stale, (time.time() - 2 * 3600,) * 2)
+    live_dir = service.server.application.spools.path  # `service`'s app holds its lock
+    dead_dir = os.path.join(tmp_dir, "otherhost-4242-0123abcd")  # left by a killed process
+    os.makedirs(dead_dir)
+    open(dead_dir + ".lock", "w").close()
+    for spool in (os.path.join(live_dir, "upload-live"), os.path.join(dead_dir, "upload-dead")):
+        open(spool, "wb").close()
 
     restarted = Service(service.env)
     try:
-        assert not os.path.exists(stale)
-        assert os.path.exists(fresh)  # may be a request in flight in another web process
+        assert not os.path.exists(dead_dir) and not os.path.exists(dead_dir + ".lock")
+        assert os.path.exists(os.path.join(live_dir, "upload-live"))  # a request in flight
     finally:
         restarted.stop()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 from rq.registry import FinishedJobRegistry
 
-from harness import assert_error_shape, bearer, files_under, make_photo
+from harness import assert_error_shape, bearer, files_under, leftovers, make_photo
 
 WHITE, RED, GREEN, BLUE = (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255)
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -366,7 +366,7 @@ def test_delete_while_resizing_throws_the_outcome_away_with_its_files(make_servi
 
     time.sleep(3)  # long enough for the job to reach its next stage and stop
     assert service.get(task).status_code == 404
-    assert files_under(service.settings.upload_dir) == set()
+    assert leftovers(service.settings.upload_dir) == set()
 
 
 def test_a_resize_job_that_raises_fails_its_task_and_leaves_no_file(make_service):
@@ -382,7 +382,7 @@ def test_a_resize_job_that_raises_fails_its_task_and_leaves_no_file(make_service
     while service.get(task).status_code != 404 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert service.get(task).status_code == 404
-    assert files_under(service.settings.upload_dir) == set()
+    assert leftovers(service.settings.upload_dir) == set()
 
 
 # --- monitoring ---------------------------------------------------------------------------------

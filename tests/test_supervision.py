@@ -1,0 +1,218 @@
+"""`make run` supervises: real `python -m src.launcher` (what `make run` runs) with its own
+embedded valkey and simulator under a temporary VAR_DIR, its children killed with SIGKILL.
+
+One launcher serves the whole module (each start costs seconds); the tests run in file order,
+and the last one stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import psutil
+import pytest
+import redis
+import requests
+from PIL import Image
+from rq import Worker
+
+from harness import ROOT, Client, make_photo, wait_for
+from src.embedded_redis import free_port
+from src.processes import spawn
+
+NAME = "Ann Lee"
+
+
+class Launched(Client):
+    """The running launcher: its children by command line, its Redis, its files."""
+
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}/")
+        self.var_dir = str(tmp_path / "var")
+        self.upload_dir = str(tmp_path / "uploads")
+        self.log_path = str(tmp_path / "launcher.log")
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("REDIS_URL", "SCORER_URL", "API_KEYS")}
+        env.update(PORT=str(self.port), WORKERS="2", VAR_DIR=self.var_dir, UPLOAD_DIR=self.upload_dir,
+                   SCORER_RETRY_DELAY="0.2", SCORER_TIMEOUT="20")
+        with open(self.log_path, "ab") as log:
+            self.process = spawn([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=env,
+                                 stdout=log, stderr=subprocess.STDOUT)
+        self.redis: redis.Redis | None = None
+
+    def wait_ready(self) -> None:
+        wait_for(lambda: "[make run] ready:" in self.log(), timeout=30, step=0.1)
+        self.redis = redis.Redis.from_url(self.redis_url())
+
+    def answers(self) -> bool:
+        try:
+            return self.get(10**17).status_code == 404  # no such task: Redis answered too
+        except requests.ConnectionError:
+            return False
+
+    def redis_url(self) -> str:
+        with open(os.path.join(self.var_dir, "run", "redis.url")) as file:
+            return file.read().strip()
+
+    def children(self, command_part: str) -> list[psutil.Process]:
+        return [child for child in psutil.Process(self.process.pid).children()
+                if command_part in command_line(child)]
+
+    def child(self, command_part: str) -> psutil.Process:
+        [child] = self.children(command_part)
+        return child
+
+    def scorer(self, endpoint: str, **settings) -> requests.Response:
+        """A call to a control endpoint of the simulator the launcher started: GET, or POST
+        with `settings`."""
+        port = self.child("src.simulator").cmdline()[-1]  # `--port N` comes last
+        url = f"http://127.0.0.1:{port}/{endpoint}"
+        answer = requests.post(url, json=settings, timeout=5) if settings else requests.get(url, timeout=5)
+        answer.raise_for_status()
+        return answer
+
+    def score(self, seed: int, timeout: float = 30) -> dict:
+        """A new scoring task, followed until it is no longer waiting."""
+        answer = self.post(make_photo(seed), name=NAME)
+        assert answer.status_code == 202, answer.text
+        return self.wait_done(answer.json()["task"], timeout=timeout).json()
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as file:
+            return file.read()
+
+
+def command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # dead, not yet reaped by the launcher
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def replaced(launched: Launched, command_part: str, old_pid: int) -> bool:
+    pids = [child.pid for child in launched.children(command_part)]
+    return bool(pids) and old_pid not in pids
+
+
+def scheduler_alive(client: redis.Redis) -> bool:
+    """RQ's scheduler lock is held by a scheduler process that runs."""
+    holder = client.get("rq:scheduler-lock:score")
+    pid = holder and client.hget(b"rq:scheduler:" + holder, "pid")
+    return bool(pid) and alive(int(pid))
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    launched = Launched(tmp_path_factory.mktemp("launcher"))
+    try:
+        launched.wait_ready()
+        yield launched
+    finally:
+        if launched.process.poll() is None:
+            launched.process.send_signal(signal.SIGTERM)
+            launched.process.wait(30)
+        print(launched.log())  # shown by pytest when a test failed
+
+
+def test_a_killed_web_server_is_back_and_the_rest_keeps_working(launched):
+    web = launched.child("wsgi.py")
+    workers = {worker.pid for worker in launched.children("src.worker")}
+    web.kill()
+
+    wait_for(lambda: replaced(launched, "wsgi.py", web.pid) and launched.answers(), timeout=15)
+    assert launched.score(1)["status"] == "ready"
+    assert {worker.pid for worker in launched.children("src.worker")} == workers
+    assert "web server (pid %d) was killed by SIGKILL" % web.pid in launched.log()
+
+
+def test_a_killed_worker_is_replaced_and_leaves_nothing_running(launched):
+    launched.scorer("_control", faults=["slow"], slow_seconds=30)  # keeps a job running
+    calls = len(launched.scorer("_calls").json())
+    assert launched.post(make_photo(2), name=NAME).status_code == 202
+    wait_for(lambda: len(launched.scorer("_calls").json()) > calls)  # the job is mid-call
+    [busy] = [worker for worker in Worker.all(connection=launched.redis) if worker.get_state() == "busy"]
+    main = psutil.Process(busy.pid)
+    started = [process.pid for process in main.children(recursive=True)]  # horse, scheduler
+    main.kill()
+
+    wait_for(lambda: not any(alive(pid) for pid in started), timeout=10)
+    wait_for(lambda: len(launched.children("src.worker")) == 2, timeout=15)
+    new_pids = {worker.pid for worker in launched.children("src.worker")} - {busy.pid}
+    wait_for(lambda: new_pids & {worker.pid for worker in Worker.all(connection=launched.redis)})
+    wait_for(lambda: scheduler_alive(launched.redis), timeout=10)  # whoever held the lock
+    assert launched.score(3)["status"] == "ready"
+
+
+def test_an_upload_cut_short_by_a_killed_web_server_leaves_no_file(launched):
+    spools = os.path.join(launched.upload_dir, "tmp")
+    spooled = lambda: glob.glob(os.path.join(spools, "*", "upload-*"))  # noqa: E731
+    for attempt in range(5):  # until we catch the web process with an upload spooled
+        web = launched.child("wsgi.py")
+        sender = threading.Thread(target=post_quietly, args=(launched, big_upload(attempt)), daemon=True)
+        sender.start()
+        wait_for(lambda: spooled() or not sender.is_alive(), timeout=30, step=0.002)
+        web.suspend()  # so the spool cannot be finished and removed while we look
+        if spooled():
+            break
+        web.resume()
+    else:
+        pytest.fail("never caught an upload being spooled")
+    web.kill()
+
+    wait_for(lambda: replaced(launched, "wsgi.py", web.pid) and launched.answers(), timeout=15)
+    left = [path for path in glob.glob(os.path.join(spools, "**"), recursive=True)
+            if os.path.isfile(path) and not path.endswith(".lock")]
+    assert left == []
+    assert len(glob.glob(os.path.join(spools, "*.lock"))) == 1  # the new web process's own
+
+
+def big_upload(seed: int) -> bytes:
+    """A 15 MB BMP: the web process takes a while over it once it is spooled."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (2500, 2000), (seed, 90, 120)).save(buffer, "BMP")
+    return buffer.getvalue()
+
+
+def post_quietly(client: Client, photo: bytes) -> None:
+    try:
+        client.post(photo, filename="big.bmp", content_type="image/bmp", name=NAME)
+    except requests.RequestException:
+        pass  # the web process was killed under it
+
+
+def test_a_killed_valkey_is_back_on_the_same_port_with_its_data(launched):
+    ready = launched.score(4)
+    assert ready["status"] == "ready"
+    valkey = launched.child("valkey-server")
+    url = launched.redis_url()
+    valkey.kill()
+
+    wait_for(lambda: replaced(launched, "valkey-server", valkey.pid), timeout=15)
+    wait_for(lambda: launched.get(ready["task"]).status_code == 200, timeout=15)
+    assert launched.get(ready["task"]).json() == ready
+    assert launched.redis_url() == url
+    assert launched.score(5, timeout=40)["status"] == "ready"
+
+
+def test_sigterm_stops_every_child_promptly(launched):
+    started = [process.pid for process in psutil.Process(launched.process.pid).children(recursive=True)]
+    assert len(started) >= 5  # valkey, simulator, two workers (and a scheduler), web
+
+    launched.process.send_signal(signal.SIGTERM)
+    assert launched.process.wait(timeout=10) == 0
+    assert [pid for pid in started if alive(pid)] == []
+    assert not os.path.exists(os.path.join(launched.var_dir, "run", "redis.url"))
