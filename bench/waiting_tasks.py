@@ -1,80 +1,164 @@
-"""How long tasks that wait on the scorer take when many share a few workers.
+"""Scoring throughput: many tasks waiting on the scorer, served by two workers.
 
-Starts a private valkey-server, the scorer simulator (every task answered `wait` for
---rounds rounds) and the service with --workers RQ workers, then, --runs times over: one
-task alone (the baseline), then --tasks tasks at once. Prints each run and the medians.
-Waiting never holds a worker, so the batch should take about as long as the single task.
+Runs the service as `make run` does, as separate processes (`python -m src.launcher`: an
+embedded valkey with its append-only file, $WORKERS workers, the dispatcher, the web
+server), against the scorer simulator in a process of its own. Then, one after the other:
 
-    make bench            # or: .venv/bin/python bench/waiting_tasks.py --tasks 24 --workers 2
+- 1 task that the scorer answers `wait` --rounds times (the baseline: ideally
+  --rounds x SCORER_RETRY_DELAY plus a little);
+- --batches tasks of that kind (e.g. 200 and 1000) posted at once by --clients threads;
+- --ready tasks the scorer answers `ready` at once: end-to-end tasks per second.
+
+A batch's time runs from its first POST until the last task finished (the task's own
+`finished_at` in Redis, read by this script; polling GET for a thousand tasks would load the
+web server it measures).
+
+    make bench    # = .venv/bin/python bench/waiting_tasks.py
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import io
 import os
-import statistics
+import random
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import redis
+import requests
+from PIL import Image
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path.insert(0, ROOT)
 
-from harness import Service, make_photo  # noqa: E402
-from src.embedded_redis import EmbeddedRedis  # noqa: E402
-from src.simulator import serve  # noqa: E402
-
-logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the simulator's access log
+from src.embedded_redis import free_port  # noqa: E402
 
 
-def run_batch(service: Service, photos: list[bytes]) -> float:
-    """Seconds from the first POST until every task answers ready."""
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(lambda photo: service.post(photo, name="Ann Lee"), photos))
-        done = list(pool.map(lambda answer: service.wait_done(answer.json()["task"], timeout=300), answers))
-    elapsed = time.monotonic() - started
-    assert all(answer.json()["status"] == "ready" for answer in done), "a task did not finish ready"
-    return elapsed
+def photo(seed: int) -> bytes:
+    """A small JPEG whose bytes differ with `seed`, so no two tasks dedupe."""
+    image = Image.frombytes("RGB", (64, 48), random.Random(seed).randbytes(64 * 48 * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+class Stack:
+    """The simulator and `make run`'s launcher, as subprocesses, in a temporary folder."""
+
+    def __init__(self, tmp: str, workers: int, delay: float):
+        self.sim_port, self.port = free_port(), free_port()
+        self.scorer_url = f"http://127.0.0.1:{self.sim_port}/api/"
+        self.url = f"http://127.0.0.1:{self.port}/"
+        quiet = subprocess.DEVNULL
+        self.simulator = subprocess.Popen([sys.executable, "-m", "src.simulator", "--port", str(self.sim_port)],
+                                          cwd=ROOT, stdout=quiet, stderr=quiet)
+        env = {**os.environ, "PORT": str(self.port), "WORKERS": str(workers), "SCORER_URL": self.scorer_url,
+               "SCORER_RETRY_DELAY": str(delay), "VAR_DIR": os.path.join(tmp, "var"),
+               "UPLOAD_DIR": os.path.join(tmp, "uploads")}
+        env.pop("REDIS_URL", None)
+        self.log = open(os.path.join(tmp, "launcher.log"), "wb")
+        self.launcher = subprocess.Popen([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=env,
+                                         stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_port(self.sim_port)
+        wait_for_port(self.port)
+        with open(os.path.join(tmp, "var", "run", "redis.url")) as url_file:
+            self.redis = redis.Redis.from_url(url_file.read().strip())
+
+    def configure_scorer(self, **settings) -> None:
+        requests.post(self.scorer_url + "_control", json=settings, timeout=5).raise_for_status()
+
+    def stop(self) -> None:
+        self.launcher.send_signal(signal.SIGTERM)
+        self.launcher.wait(30)
+        self.simulator.terminate()
+        self.simulator.wait(10)
+        self.log.close()
+
+
+def run_batch(stack: Stack, count: int, first_seed: int, clients: int) -> tuple[float, float]:
+    """Post `count` scoring tasks at once; return (seconds to post them all, seconds until the
+    last one finished), both from the first POST."""
+    local = threading.local()  # one keep-alive session per posting thread
+
+    def post(seed: int) -> int:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        answer = local.session.post(stack.url, files={"name": (None, "Ann Lee"), "photo": ("f.jpg", photo(seed), "image/jpeg")},
+                              timeout=60)
+        assert answer.status_code == 202, answer.text
+        return answer.json()["task"]
+
+    photos = range(first_seed, first_seed + count)
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        tasks = list(pool.map(post, photos))
+    posted = time.time() - started
+    return posted, wait_finished(stack.redis, tasks) - started
+
+
+def wait_finished(client: redis.Redis, tasks: list[int], timeout: float = 600) -> float:
+    """Wait until every task is ready; return when the last one finished (epoch seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with client.pipeline(transaction=False) as pipe:
+            for task in tasks:
+                pipe.hmget(f"pt:task:{task}", "state", "finished_at")
+            rows = pipe.execute()
+        states = [state for state, _ in rows]
+        if all(state in (b"ready", b"failed") for state in states):
+            assert all(state == b"ready" for state in states), "a task failed"
+            return max(float(finished) for _, finished in rows)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{sum(s == b'ready' for s in states)} of {len(tasks)} ready after {timeout} s")
+        time.sleep(0.2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=24)
+    parser.add_argument("--batches", default="200,1000", help="batch sizes, comma-separated")
+    parser.add_argument("--ready", type=int, default=1000, help="tasks answered ready at once")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="wait answers per task")
-    parser.add_argument("--delay", type=float, default=2.0, help="SCORER_RETRY_DELAY")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--delay", type=float, default=1.0, help="SCORER_RETRY_DELAY")
+    parser.add_argument("--clients", type=int, default=16, help="threads posting at once")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        redis_server = EmbeddedRedis(os.path.join(tmp, "valkey"), appendonly=False).start()
-        scorer, scorer_url = serve()
-        scorer.app.configure(wait_rounds=args.rounds)
-        os.makedirs(os.path.join(tmp, "uploads"))
-        service = Service({"REDIS_URL": redis_server.url, "SCORER_URL": scorer_url,
-                           "UPLOAD_DIR": os.path.join(tmp, "uploads"),
-                           "SCORER_RETRY_DELAY": str(args.delay)})
-        service.start_workers(args.workers)
+        stack = Stack(tmp, args.workers, args.delay)
         try:
-            singles, batches = [], []
-            for run in range(args.runs):
-                seed = run * (args.tasks + 1)
-                singles.append(run_batch(service, [make_photo(seed)]))
-                batches.append(run_batch(service, [make_photo(seed + 1 + i) for i in range(args.tasks)]))
-                print(f"run {run + 1}: 1 task {singles[-1]:.2f} s, {args.tasks} tasks {batches[-1]:.2f} s")
+            seed = 0
+            print(f"{args.workers} workers, SCORER_RETRY_DELAY={args.delay:g}, {args.rounds} wait rounds per task, "
+                  f"{args.clients} posting threads")
+            stack.configure_scorer(wait_rounds=args.rounds)
+            for count in [1] + [int(n) for n in args.batches.split(",") if n]:
+                posted, done = run_batch(stack, count, seed, args.clients)
+                seed += count
+                print(f"  {count:5d} tasks x {args.rounds} waits: all posted in {posted:6.2f} s, all ready in {done:6.2f} s")
+            if args.ready:
+                stack.configure_scorer(wait_rounds=0)
+                posted, done = run_batch(stack, args.ready, seed, args.clients)
+                print(f"  {args.ready:5d} tasks ready at once: all posted in {posted:6.2f} s, all ready in "
+                      f"{done:6.2f} s = {args.ready / done:.0f} tasks/s end to end")
         finally:
-            service.stop()
-            scorer.shutdown()
-            redis_server.stop()
-
-    single, batch = statistics.median(singles), statistics.median(batches)
-    print(f"\n{args.tasks} tasks x {args.rounds} wait rounds, SCORER_RETRY_DELAY={args.delay:g}, "
-          f"{args.workers} workers, median of {args.runs} runs:")
-    print(f"  1 task alone:   {single:.2f} s")
-    print(f"  {args.tasks} tasks at once: {batch:.2f} s  ({batch / single:.2f}x the single task)")
+            stack.stop()
 
 
 if __name__ == "__main__":
