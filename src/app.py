@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from . import photos, router
 from .context import Context
 from .errors import ApiError
+from .metrics.web import WebMetrics
 from .request import request_class
 from .settings import Settings
 from .store import Store, connect
@@ -27,7 +28,8 @@ WAITRESS_OPTIONS = {"threads": 8, "ident": "photo-tasks", "clear_untrusted_proxy
 
 class Application:
     def __init__(self, settings: Settings):
-        self.ctx = Context(settings, Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl))
+        store = Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl)
+        self.ctx = Context(settings, store, WebMetrics(store.redis))
         self.request_class = request_class(settings)
 
     def __call__(self, environ, start_response):
@@ -41,6 +43,7 @@ class Application:
         response.headers["X-Request-Id"] = request_id
         log.info("%s %s %s %s -> %d in %.1f ms", request_id, request.remote_addr, request.method,
                  request.full_path.rstrip("?"), response.status_code, (time.perf_counter() - started) * 1000)
+        self.ctx.metrics.count_request(request.method, response.status_code, time.perf_counter() - started)
         return response(environ, start_response)
 
     def _respond(self, request, request_id: str) -> Response:

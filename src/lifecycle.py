@@ -3,7 +3,7 @@ files: a stored photo is kept while any task uses it, and removed with the last 
 
 from __future__ import annotations
 
-from . import photos, queues, results
+from . import metrics, photos, queues, results
 from .store import Store
 
 
@@ -33,6 +33,7 @@ def finish_task(store: Store, task_id: int, digest: str, result, result_file: st
     gone (deleted meanwhile): then the caller still owns `result_file`."""
     if not store.finish(task_id, result):
         return False
+    metrics.task_finished(store, task_id, "ready")
     queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 
@@ -41,6 +42,7 @@ def fail_task(store: Store, task_id: int, digest: str, code: str, message: str,
               result_file: str = "") -> None:
     """A waiting task failed; its files (a partial result too) go when its keys expire."""
     if store.fail(task_id, code, message):
+        metrics.task_finished(store, task_id, code)
         queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
 
 
