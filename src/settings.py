@@ -57,6 +57,7 @@ class Settings:
     workers: int = 2
     task_ttl: int = 7 * 24 * 3600
     trusted_proxies: int = 0
+    dashboard_port: int = 9181
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -80,6 +81,7 @@ class Settings:
             workers=_number(env, "WORKERS", 2, minimum=1),
             task_ttl=_number(env, "TASK_TTL", 7 * 24 * 3600, minimum=1),
             trusted_proxies=_number(env, "TRUSTED_PROXIES", 0),
+            dashboard_port=_number(env, "DASHBOARD_PORT", 9181, minimum=1),
         )
 
 
