@@ -347,9 +347,12 @@
     return element("figure", "", [image, element("figcaption", "", [element("span", "", size), link])]);
   }
 
+  /** A task's last state: its bar goes, and screen readers hear of it once. */
   function finish(item, state) {
     item.el.classList.add(state);
     item.el.querySelector(".task-progress progress").hidden = true;
+    const words = { ready: "is ready", failed: "failed", gone: "no longer exists" };
+    $("announce").textContent = `Task ${item.id} ${words[state]}.`;
   }
 
   function setStatus(item, text) {
