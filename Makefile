@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench bench-resize clean
+.PHONY: run test bench bench-resize clean dashboard screenshot
 
 run: $(VENV)/.runtime
 	$(PY) -m src.launcher
@@ -25,7 +25,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 	touch $@ $(VENV)/.runtime
 
 clean:
-	rm -rf $(VENV) var/redis .pytest_cache
+	rm -rf $(VENV) $(DASHBOARD_VENV) var/redis .pytest_cache
 
 # Benchmarks: measured figures, never assertions. See docs/performance.md.
 bench: $(VENV)/.dev
@@ -33,3 +33,18 @@ bench: $(VENV)/.dev
 
 bench-resize: $(VENV)/.dev
 	$(PY) bench/resize.py
+
+# rq-dashboard in a venv of its own, so it never changes the service's rq pin.
+DASHBOARD_VENV := .venv-dashboard
+
+dashboard: $(DASHBOARD_VENV)/.installed
+	$(DASHBOARD_VENV)/bin/python -m src.dashboard
+
+$(DASHBOARD_VENV)/.installed: requirements-dashboard.txt
+	$(PYTHON) -m venv $(DASHBOARD_VENV)
+	$(DASHBOARD_VENV)/bin/python -m pip install -q -r requirements-dashboard.txt
+	touch $@
+
+# The page with a finished resize, for the README (needs Debian's chromium).
+screenshot: $(VENV)/.dev
+	$(PY) docs/screenshot.py docs/page.png

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from . import router
 from .context import Context
 from .errors import ApiError
+from .metrics.web import WebMetrics
 from .request import request_class
 from .settings import Settings
 from .spools import SpoolDir
@@ -28,7 +29,8 @@ WAITRESS_OPTIONS = {"threads": 8, "ident": "photo-tasks", "clear_untrusted_proxy
 
 class Application:
     def __init__(self, settings: Settings):
-        self.ctx = Context(settings, Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease))
+        store = Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease)
+        self.ctx = Context(settings, store, WebMetrics(store.redis))
         self.spools = SpoolDir(settings.upload_dir)  # sweeps dead processes' spools first
         self.request_class = request_class(settings, self.spools.path)
 
@@ -43,6 +45,7 @@ class Application:
         response.headers["X-Request-Id"] = request_id
         log.info("%s %s %s %s -> %d in %.1f ms", request_id, request.remote_addr, request.method,
                  request.full_path.rstrip("?"), response.status_code, (time.perf_counter() - started) * 1000)
+        self.ctx.metrics.count_request(request.method, response.status_code, time.perf_counter() - started)
         return response(environ, start_response)
 
     def _respond(self, request, request_id: str) -> Response:

@@ -1,9 +1,10 @@
-"""What every handler is given: the settings and the task store."""
+"""What every handler is given: the settings, the task store and the web app's metrics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .metrics.web import WebMetrics
 from .settings import Settings
 from .store import Store
 
@@ -12,6 +13,7 @@ from .store import Store
 class Context:
     settings: Settings
     store: Store
+    metrics: WebMetrics
 
     @property
     def open_mode(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from . import photos, queues, results
+from . import metrics, photos, queues, results
 from .store import WAITING, Store
 
 
@@ -41,6 +41,7 @@ def finish_task(store: Store, task_id: int, digest: str, result, result_file: st
     `result_file`."""
     if not store.finish(task_id, result, fence):
         return False
+    metrics.task_finished(store, task_id, "ready")
     queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 
@@ -50,6 +51,7 @@ def fail_task(store: Store, task_id: int, digest: str, code: str, message: str,
     """A waiting task failed; its files (a partial result too) go when its keys expire."""
     if not store.fail(task_id, code, message, fence):
         return False
+    metrics.task_finished(store, task_id, code)
     queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 

@@ -1,5 +1,6 @@
 """The one entry point, `/`, dispatched by method to a handler; and the resized images under
-`/files/`, which need no API key (their URLs are the key)."""
+`/files/`, which need no API key (their URLs are the key). The page for people (`GET /` when
+a browser asks for HTML, and `/page/…`) and the operators' paths need no API key either."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from werkzeug.wrappers import Request, Response
 from . import auth, results
 from .context import Context
 from .errors import ApiError
-from .handlers import create, delete, files, status
+from .handlers import create, delete, files, health, metrics, page, status
 
 HANDLERS = {
     "GET": status.handle,
@@ -17,12 +18,21 @@ HANDLERS = {
     "DELETE": delete.handle,
 }
 READ_ONLY = ("GET", "HEAD")
+OPERATOR_PATHS = {"/healthz": health.live, "/readyz": health.ready, "/metrics": metrics.handle}
 
 
 def dispatch(ctx: Context, request: Request) -> Response:
     if request.path.startswith(results.URL_PREFIX):
         _allow(request, READ_ONLY)
         return files.handle(ctx, request, request.path[len(results.URL_PREFIX):])
+    if request.path in OPERATOR_PATHS:
+        _allow(request, READ_ONLY)
+        return OPERATOR_PATHS[request.path](ctx, request)
+    if request.path.startswith(page.URL_PREFIX):
+        _allow(request, READ_ONLY)
+        return page.asset(ctx, request, request.path[len(page.URL_PREFIX):])
+    if request.path == "/" and page.wanted(request):
+        return page.index(ctx, request)
     if request.path != "/":
         raise ApiError(404, "not_found", f"no such path: {request.path}; everything is at /")
     _allow(request, tuple(HANDLERS))

@@ -58,6 +58,7 @@ class Settings:
     task_ttl: int = 7 * 24 * 3600
     trusted_proxies: int = 0
     var_dir: str = "var"
+    dashboard_port: int = 9181
     sweep_interval: float = 5.0
     orphan_grace: float = 3600.0
 
@@ -93,6 +94,7 @@ class Settings:
             var_dir=os.path.abspath(env.get("VAR_DIR", "").strip() or "var"),
             sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, minimum=0.1),
             orphan_grace=_number(env, "ORPHAN_GRACE", 3600.0, float),
+            dashboard_port=_number(env, "DASHBOARD_PORT", 9181, minimum=1),
         )
 
 

@@ -47,6 +47,13 @@ class Client:
         """A request for another path on the server, such as a result's URL."""
         return requests.request(method, self.url.rstrip("/") + path, headers=headers, timeout=10)
 
+    def wait_for_workers(self, count: int, timeout: float = 20) -> None:
+        """Wait until /readyz reports `count` workers alive (registered with RQ)."""
+        deadline = time.monotonic() + timeout
+        while self.fetch("/readyz").json()["workers"]["alive"] != count:
+            assert time.monotonic() < deadline, f"{count} workers did not register within {timeout:g} s"
+            time.sleep(0.1)
+
     def wait_done(self, task_id, timeout: float = 20, headers: dict | None = None) -> requests.Response:
         """Poll GET until the task is no longer waiting."""
         deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ import time
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Request, Response
 
-from .. import images, lifecycle, queues
+from .. import images, lifecycle, metrics, queues
 from ..context import Context
 from ..errors import ApiError, json_response
 from ..resize_spec import ResizeSpec
@@ -79,6 +79,7 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, **task_
     except Exception:
         lifecycle.discard_task(store, ctx.settings.upload_dir, claim.task_id)
         raise
+    metrics.task_created(store.redis, kind)
     body = {"status": "received", "task": claim.task_id, "result": None}
     return json_response(body, 202, location(claim.task_id))
 

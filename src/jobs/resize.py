@@ -3,7 +3,7 @@ progress recorded at each stage."""
 
 from __future__ import annotations
 
-from .. import lifecycle, photos, results
+from .. import lifecycle, metrics, photos, results
 from ..resize_spec import ResizeSpec
 from ..settings import current_settings
 from . import running
@@ -17,6 +17,7 @@ class TaskGone(Exception):
     """The task was deleted while its image was being made."""
 
 
+@metrics.resize_timed
 def resize_task(task_id: int) -> str:
     settings = current_settings()
     store = running.current_store()

@@ -13,6 +13,8 @@ from typing import Any
 
 import requests
 
+from .. import metrics
+
 READY, WAIT, REJECTED, FAULT = "ready", "wait", "rejected", "fault"
 
 
@@ -39,6 +41,7 @@ class ScorerClient:
         """Later calls: only the retry id, sent back as it was received."""
         return self._post({"retry_id": (None, str(retry_id))})
 
+    @metrics.scorer_call_timed
     def _post(self, parts: dict) -> Answer:
         """One multipart/form-data POST (a part with file name None is a plain field)."""
         try:

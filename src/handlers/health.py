@@ -1,0 +1,43 @@
+"""GET /healthz and GET /readyz: for load balancers, orchestrators and operators; no API key.
+
+/healthz says the web process runs, and asks nothing of Redis, so a Redis outage never gets
+the web process restarted. /readyz says whether tasks can be done now: Redis answers and at
+least one worker is alive.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from werkzeug.wrappers import Request, Response
+
+from ..context import Context
+from ..errors import json_response
+from ..metrics import rq_state
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def live(ctx: Context, request: Request) -> Response:
+    return json_response({"status": "ok"}, 200, NO_STORE)
+
+
+def ready(ctx: Context, request: Request) -> Response:
+    conn = ctx.store.redis
+    try:
+        started = time.perf_counter()
+        conn.ping()
+        ping_ms = (time.perf_counter() - started) * 1000
+        workers = rq_state.workers_alive(conn)
+        depths = rq_state.queue_depths(conn)
+    except redis.RedisError as exc:
+        body = {"status": "unavailable", "reason": "Redis does not answer",
+                "redis": {"status": "unreachable", "error": type(exc).__name__}, "workers": None, "queues": None}
+        return json_response(body, 503, {**NO_STORE, "Retry-After": "5"})
+    body = {"status": "ready", "redis": {"status": "ok", "ping_ms": round(ping_ms, 2)},
+            "workers": {"alive": len(workers), "names": workers}, "queues": depths}
+    if not workers:
+        body.update(status="unavailable", reason="no worker is alive")
+        return json_response(body, 503, {**NO_STORE, "Retry-After": "5"})
+    return json_response(body, 200, NO_STORE)

@@ -1,0 +1,26 @@
+"""What Redis says about the workers and queues, read without changing anything (no
+registry cleanup): shared by GET /readyz and GET /metrics."""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue, Worker
+
+from ..queues import QUEUES, alive_key
+
+
+def workers_alive(conn: redis.Redis) -> list[str]:
+    """The names of the workers registered with RQ that keep their liveness key fresh: RQ
+    keeps a killed worker registered for a minute or more, its liveness key goes within a
+    lease (src/worker.py)."""
+    names = [worker.name for worker in Worker.all(connection=conn)]
+    with conn.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(alive_key(name))
+        alive = pipe.execute()
+    return sorted(name for name, live in zip(names, alive) if live)
+
+
+def queue_depths(conn: redis.Redis) -> dict[str, int]:
+    """How many jobs wait on each of the service's queues."""
+    return {name: Queue(name, connection=conn).count for name in QUEUES}

@@ -1,0 +1,66 @@
+"""The metrics one web app shows at GET /metrics: the HTTP requests it answered (counted in
+this process), and, read from Redis when asked, the service's shared counts, queue depths and
+workers alive. Nothing in them names a user, a task or a file."""
+
+from __future__ import annotations
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+
+from . import rq_state, shared
+from .events import SHARED
+
+# Anything else a client sends as a method is counted as "other", so clients cannot add series.
+METHODS = ("GET", "HEAD", "POST", "DELETE", "PUT", "PATCH", "OPTIONS")
+
+
+class WebMetrics:
+    def __init__(self, conn: redis.Redis):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("photo_tasks_http_requests", "HTTP requests answered, by method and status.",
+                                ("method", "status"), registry=self.registry)
+        self.latency = Histogram("photo_tasks_http_request_duration_seconds",
+                                 "Time from a request's arrival to its answer, by method.",
+                                 ("method",), registry=self.registry)
+        self.registry.register(ServiceCollector(conn))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+
+    def count_request(self, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
+        self.requests.labels(method, str(status)).inc()
+        self.latency.labels(method).observe(seconds)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The body and its content type: Prometheus text, or OpenMetrics when asked for."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+class ServiceCollector:
+    """Numbers of the whole service, read from Redis at each scrape."""
+
+    def __init__(self, conn: redis.Redis):
+        self.conn = conn
+
+    def collect(self):
+        up = GaugeMetricFamily("photo_tasks_redis_up", "1 when Redis answered this scrape, else 0.")
+        try:
+            raw = self.conn.hgetall(shared.KEY)
+            depths = rq_state.queue_depths(self.conn)
+            workers = len(rq_state.workers_alive(self.conn))
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from shared.families(raw, SHARED)
+        depth = GaugeMetricFamily("photo_tasks_queue_depth", "Jobs waiting on each RQ queue.", labels=("queue",))
+        for queue, count in depths.items():
+            depth.add_metric([queue], count)
+        yield depth
+        yield GaugeMetricFamily("photo_tasks_workers_alive", "RQ workers registered and not expired.",
+                                value=workers)

@@ -1,0 +1,94 @@
+"""`make dashboard`: rq-dashboard from its own venv, against the service's Redis, showing the
+service's queues; and how it finds that Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from harness import ROOT, make_photo
+from src.dashboard import URL_FILE, DashboardError, credentials, redis_url
+from src.embedded_redis import free_port
+from src.processes import spawn
+from src.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def dashboard_venv():
+    subprocess.run(["make", "-s", ".venv-dashboard/.installed"], cwd=ROOT, check=True, timeout=600)
+
+
+@pytest.fixture
+def dashboard(dashboard_venv, redis_server):
+    """`make dashboard` on a free port for the tests' Redis, with basic auth; its base URL."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_server.url, "DASHBOARD_PORT": str(port),
+           "DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "pw"}
+    process = spawn(["make", "-s", "dashboard"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(url, process)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=10)[0].decode()
+        assert f"rq-dashboard on http://127.0.0.1:{port}/" in output and "basic auth on" in output
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "make dashboard exited"
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "make dashboard did not listen"
+            time.sleep(0.2)
+
+
+def test_the_dashboard_shows_the_score_and_resize_queues(make_service, dashboard):
+    service = make_service(workers=0)  # so the jobs stay queued
+    assert service.post(make_photo(1), name="Ann Lee").status_code == 202
+    assert service.post(make_photo(2), width=10).status_code == 202
+    assert requests.get(f"{dashboard}/0/data/queues.json", timeout=5).status_code == 401
+    answer = requests.get(f"{dashboard}/0/data/queues.json", auth=("ops", "pw"), timeout=5)
+    assert answer.status_code == 200, answer.text
+    queues = {queue["name"]: queue["count"] for queue in answer.json()["queues"]}
+    assert queues == {"score": 1, "resize": 1}
+    jobs = requests.get(f"{dashboard}/0/data/jobs/resize/queued/8/asc/1.json", auth=("ops", "pw"), timeout=5)
+    assert [job["description"] for job in jobs.json()["jobs"]] == ["resize task 2"]
+
+
+def test_the_redis_is_redis_url_or_the_one_make_run_wrote_down(tmp_path):
+    given = Settings.from_env({"REDIS_URL": "redis://127.0.0.1:7000/0"})
+    assert redis_url(given, str(tmp_path)) == "redis://127.0.0.1:7000/0"
+    unset = Settings.from_env({})
+    with pytest.raises(DashboardError, match="Start `make run` first, or set REDIS_URL"):
+        redis_url(unset, str(tmp_path))
+    (tmp_path / URL_FILE).parent.mkdir(parents=True)
+    (tmp_path / URL_FILE).write_text("redis://127.0.0.1:7001/0\n")
+    assert redis_url(unset, str(tmp_path)) == "redis://127.0.0.1:7001/0"
+
+
+def test_basic_auth_needs_both_names():
+    assert credentials({}) == {}
+    assert credentials({"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "pw"}) == \
+        {"RQ_DASHBOARD_USERNAME": "ops", "RQ_DASHBOARD_PASSWORD": "pw"}
+    with pytest.raises(DashboardError, match="both"):
+        credentials({"DASHBOARD_USERNAME": "ops"})
+
+
+def test_without_a_redis_it_says_so_and_stops(dashboard_venv, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    done = subprocess.run(["make", "-s", "dashboard"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode != 0
+    assert "does not answer" in done.stderr and "Traceback" not in done.stderr
