@@ -24,7 +24,7 @@ def dispatch(ctx: Context, request: Request) -> Response:
         _allow(request, READ_ONLY)
         return files.handle(ctx, request, request.path[len(results.URL_PREFIX):])
     if request.path != "/":
-        raise ApiError(404, "not_found", f"no such path: {request.path}; everything is at /")
+        raise ApiError(404, "not_found", "no such path; everything is at /")
     _allow(request, tuple(HANDLERS))
     user = auth.identify(request, ctx.settings.api_keys)
     return HANDLERS[request.method](ctx, request, user)
