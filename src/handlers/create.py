@@ -8,11 +8,13 @@ import os
 import time
 
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from .. import images, lifecycle, queues
 from ..context import Context
 from ..errors import ApiError, json_response
+from ..request import MAX_FORM_MEMORY_SIZE, MAX_FORM_PARTS
 from ..resize_spec import ResizeSpec
 from ..store import READY, Claim, dedupe_key, normalise_name
 from . import fields
@@ -40,10 +42,18 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
 
 
 def _parse(request: Request):
+    """The form and the files; 413 for a body over MAX_UPLOAD_BYTES, 400 for a body within
+    it that breaks the form's limits, which werkzeug also reports as "too large"."""
     try:
         return request.form, request.files
     except ValueError:
         raise ApiError(400, "invalid_body", "the multipart body could not be parsed") from None
+    except RequestEntityTooLarge:
+        if request.content_length is None or request.content_length > request.max_content_length:
+            raise
+        raise ApiError(400, "form_too_large",
+                       f"the form may have at most {MAX_FORM_PARTS} parts, and each text field or part "
+                       f"header at most {MAX_FORM_MEMORY_SIZE} bytes") from None
 
 
 def _photo(ctx: Context, files) -> tuple[FileStorage, images.ImageInfo]:
