@@ -33,3 +33,7 @@ bench: $(VENV)/.dev
 
 bench-resize: $(VENV)/.dev
 	$(PY) bench/resize.py
+
+.PHONY: bench-memory
+bench-memory: $(VENV)/.dev
+	$(PY) bench/web_memory.py --runs 3 --uploads 8
