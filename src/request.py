@@ -18,8 +18,10 @@ MAX_FORM_PARTS = 32
 def request_class(settings: Settings) -> type[Request]:
     class ApiRequest(Request):
         # werkzeug answers 413 from Content-Length before reading, or while streaming (when
-        # waitress, which refuses such bodies itself, is not the server).
-        max_content_length = settings.max_upload_bytes
+        # waitress, which refuses such bodies itself, is not the server). One byte more
+        # than the limit, as for waitress: werkzeug also refuses a body that merely
+        # reaches its limit, when it reads on to find the end.
+        max_content_length = settings.max_upload_bytes + 1
         # werkzeug answers these with 413 too; the create handler makes them a 400.
         max_form_memory_size = MAX_FORM_MEMORY_SIZE
         max_form_parts = MAX_FORM_PARTS

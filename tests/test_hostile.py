@@ -124,6 +124,17 @@ def test_expect_100_continue_over_the_limit_gets_413_not_an_invitation(service):
     assert assert_json_error(answer, 413)["code"] == "too_large"
 
 
+@pytest.mark.parametrize("spare, status", [(0, 202), (-1, 413)], ids=["at-the-limit", "one-byte-over"])
+def test_the_limit_is_max_upload_bytes_exactly(make_service, spare, status):
+    body = (multipart_head(("name", NAME.encode()))
+            + f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'.encode()
+            + make_photo(2) + f"\r\n--{BOUNDARY}--\r\n".encode())
+    service = make_service(max_upload_bytes=len(body) + spare)
+    answer = requests.post(service.url, data=body, timeout=10,
+                           headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert answer.status_code == status, answer.text
+
+
 def test_chunked_body_is_cut_off_once_it_passes_the_limit(make_service, rejected):
     service = make_service(max_upload_bytes=20_000)
     before = files_under(service.settings.upload_dir)

@@ -29,7 +29,7 @@ def handle(ctx: Context, request: Request, user: str) -> Response:
 
 
 def _create(ctx: Context, request: Request, user: str) -> Response:
-    form, files = _parse(request)  # first, so any body over MAX_UPLOAD_BYTES gets 413
+    form, files = _parse(request, ctx.settings.max_upload_bytes)  # first: a body over the limit gets 413
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
     if fields.task_kind(form) == "resize":
@@ -41,7 +41,7 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
     return _score(ctx, user, name, photo, info)
 
 
-def _parse(request: Request):
+def _parse(request: Request, max_upload_bytes: int):
     """The form and the files; 413 for a body over MAX_UPLOAD_BYTES, 400 for a body within
     it that breaks the form's limits, which werkzeug also reports as "too large"."""
     try:
@@ -49,7 +49,7 @@ def _parse(request: Request):
     except ValueError:
         raise ApiError(400, "invalid_body", "the multipart body could not be parsed") from None
     except RequestEntityTooLarge:
-        if request.content_length is None or request.content_length > request.max_content_length:
+        if request.content_length is None or request.content_length > max_upload_bytes:
             raise
         raise ApiError(400, "form_too_large",
                        f"the form may have at most {MAX_FORM_PARTS} parts, and each text field or part "
