@@ -25,8 +25,10 @@ COPY wsgi.py ./
 COPY src/ ./src/
 
 # Defaults from the contract; all can be overridden at run time.
+# HOST: a container is reached through its network interface, not its loopback.
 ENV SCORER_URL=http://merlinface.com:12345/api/ \
     UPLOAD_DIR=/app/uploads \
+    HOST=0.0.0.0 \
     PORT=8000
 
 USER app

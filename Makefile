@@ -48,3 +48,7 @@ $(DASHBOARD_VENV)/.installed: requirements-dashboard.txt
 # The page with a finished resize, for the README (needs Debian's chromium).
 screenshot: $(VENV)/.dev
 	$(PY) docs/screenshot.py docs/page.png
+
+.PHONY: bench-memory
+bench-memory: $(VENV)/.dev
+	$(PY) bench/web_memory.py --runs 3 --uploads 8

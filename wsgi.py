@@ -1,11 +1,10 @@
 """The WSGI entry point: `application` for any WSGI server, `python wsgi.py` to serve it with
-waitress on $PORT."""
+waitress on $HOST:$PORT (see src/server.py)."""
 
 import logging
 
-import waitress
-
-from src.app import WAITRESS_OPTIONS, create_app
+from src import server
+from src.app import create_app
 from src.settings import Settings
 
 settings = Settings.from_env()
@@ -13,4 +12,4 @@ application = create_app(settings)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    waitress.serve(application, host="0.0.0.0", port=settings.port, **WAITRESS_OPTIONS)
+    server.serve(application, settings)

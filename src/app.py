@@ -12,8 +12,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from . import router
+from .access_log import log_answer, raw_target
 from .context import Context
-from .errors import ApiError
+from .errors import ApiError, body_too_large
 from .metrics.web import WebMetrics
 from .request import request_class
 from .settings import Settings
@@ -21,10 +22,6 @@ from .spools import SpoolDir
 from .store import Store, connect
 
 log = logging.getLogger("photo_tasks")
-
-# How waitress serves the app. Waitress would strip X-Forwarded-* headers itself; instead
-# ProxyFix (in create_app) trusts exactly TRUSTED_PROXIES hops of them.
-WAITRESS_OPTIONS = {"threads": 8, "ident": "photo-tasks", "clear_untrusted_proxy_headers": False}
 
 
 class Application:
@@ -36,15 +33,14 @@ class Application:
 
     def __call__(self, environ, start_response):
         request = self.request_class(environ)
-        request_id = uuid.uuid4().hex[:16]
+        request_id = new_request_id()
         started = time.perf_counter()
         try:
-            response = self._respond(request, request_id)
+            response = stamp(self._respond(request, request_id), request_id)
         finally:
             request.close()
-        response.headers["X-Request-Id"] = request_id
-        log.info("%s %s %s %s -> %d in %.1f ms", request_id, request.remote_addr, request.method,
-                 request.full_path.rstrip("?"), response.status_code, (time.perf_counter() - started) * 1000)
+        log_answer(request_id, request.remote_addr or "-", request.method, raw_target(environ),
+                   response.status_code, time.perf_counter() - started)
         self.ctx.metrics.count_request(request.method, response.status_code, time.perf_counter() - started)
         return response(environ, start_response)
 
@@ -54,7 +50,7 @@ class Application:
         except ApiError as error:
             return error.response()
         except HTTPException as exc:  # werkzeug's own: 413 while reading, 400 on a broken body
-            return _from_http_exception(exc).response()
+            return _from_http_exception(exc, self.ctx.settings.max_upload_bytes).response()
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
             log.warning("request %s: Redis unavailable: %s", request_id, exc)
             return ApiError(503, "unavailable", "the task store is unavailable; try again shortly",
@@ -64,10 +60,25 @@ class Application:
             return ApiError(500, "internal_error", f"internal error (request id {request_id})").response()
 
 
-def _from_http_exception(exc: HTTPException) -> ApiError:
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def stamp(response: Response, request_id: str) -> Response:
+    """What every answer carries: its request id (also in the log line), and `nosniff`, so
+    no browser takes a JSON error or an image for something else."""
+    response.headers["X-Request-Id"] = request_id
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _from_http_exception(exc: HTTPException, max_upload_bytes: int) -> ApiError:
+    """werkzeug's exception in our shape, its headers kept (416's `Content-Range`)."""
     if exc.code == 413:
-        return ApiError(413, "too_large", "the request body is larger than MAX_UPLOAD_BYTES")
-    return ApiError(exc.code or 400, "bad_request", exc.description or exc.name)
+        return body_too_large(max_upload_bytes)
+    headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+    return ApiError(exc.code or 400, exc.name.lower().replace(" ", "_"), exc.description or exc.name,
+                    headers=headers)
 
 
 def create_app(settings: Settings | None = None):

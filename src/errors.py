@@ -30,3 +30,7 @@ class ApiError(Exception):
             error["field"] = self.field
         body = {"status": "error", "result": None, "error": error}
         return json_response(body, self.status, self.headers)
+
+
+def body_too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, "too_large", f"the request body is larger than MAX_UPLOAD_BYTES ({max_bytes} bytes)")

@@ -8,15 +8,23 @@ from werkzeug.wrappers import Request
 from . import photos, spools
 from .settings import Settings
 
+# Bounds the text fields and each part's headers, and also the parser's buffer, which
+# werkzeug feeds in 64 KiB chunks on top of what it still holds: a smaller value refuses
+# ordinary photos.
+MAX_FORM_MEMORY_SIZE = 500_000
+MAX_FORM_PARTS = 32
+
 
 def request_class(settings: Settings, spool_dir: str) -> type[Request]:
     class ApiRequest(Request):
-        # werkzeug answers 413 from Content-Length before reading, or while streaming.
-        max_content_length = settings.max_upload_bytes
-        # Bounds the text fields, and also the parser's buffer, which werkzeug feeds in 64 KiB
-        # chunks on top of what it still holds: a smaller value refuses ordinary photos.
-        max_form_memory_size = 500_000
-        max_form_parts = 32
+        # werkzeug answers 413 from Content-Length before reading, or while streaming (when
+        # waitress, which refuses such bodies itself, is not the server). One byte more
+        # than the limit, as for waitress: werkzeug also refuses a body that merely
+        # reaches its limit, when it reads on to find the end.
+        max_content_length = settings.max_upload_bytes + 1
+        # werkzeug answers these with 413 too; the create handler makes them a 400.
+        max_form_memory_size = MAX_FORM_MEMORY_SIZE
+        max_form_parts = MAX_FORM_PARTS
 
         def __init__(self, environ, *args, **kwargs):
             super().__init__(environ, *args, **kwargs)

@@ -34,7 +34,7 @@ def dispatch(ctx: Context, request: Request) -> Response:
     if request.path == "/" and page.wanted(request):
         return page.index(ctx, request)
     if request.path != "/":
-        raise ApiError(404, "not_found", f"no such path: {request.path}; everything is at /")
+        raise ApiError(404, "not_found", "no such path; everything is at /")
     _allow(request, tuple(HANDLERS))
     user = auth.identify(request, ctx.settings.api_keys)
     return HANDLERS[request.method](ctx, request, user)

@@ -9,6 +9,8 @@ from typing import Mapping
 
 DEFAULT_SCORER_URL = "http://merlinface.com:12345/api/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Loopback: `make run` serves this machine only; a container sets HOST=0.0.0.0 (see README).
+DEFAULT_HOST = "127.0.0.1"
 
 
 class SettingsError(ValueError):
@@ -41,6 +43,7 @@ def _api_keys(raw: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Settings:
+    host: str = DEFAULT_HOST
     port: int = 8000
     redis_url: str = DEFAULT_REDIS_URL
     redis_url_given: bool = False
@@ -75,6 +78,7 @@ class Settings:
         redis_url = env.get("REDIS_URL", "").strip()
         scorer_url = env.get("SCORER_URL", "").strip()
         return cls(
+            host=env.get("HOST", "").strip() or DEFAULT_HOST,
             port=_number(env, "PORT", 8000, minimum=1),
             redis_url=redis_url or DEFAULT_REDIS_URL,
             redis_url_given=bool(redis_url),

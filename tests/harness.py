@@ -13,10 +13,10 @@ import threading
 import time
 
 import requests
-import waitress
 from PIL import Image
 
-from src.app import WAITRESS_OPTIONS, create_app
+from src.app import create_app
+from src.server import create_server
 from src.processes import spawn
 from src.settings import Settings
 
@@ -70,9 +70,8 @@ class Service(Client):
     def __init__(self, env: dict[str, str]):
         self.env = env
         self.settings = Settings.from_env(env)
-        self.server = waitress.create_server(create_app(self.settings), host="127.0.0.1", port=0,
-                                             **WAITRESS_OPTIONS)
-        super().__init__(f"http://127.0.0.1:{self.server.effective_port}/")
+        self.server = create_server(create_app(self.settings), self.settings, port=0)
+        super().__init__(f"http://{self.settings.host}:{self.server.effective_port}/")
         self.workers: list[subprocess.Popen] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)

@@ -7,11 +7,13 @@ import os
 import time
 
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from .. import images, lifecycle, metrics, queues
 from ..context import Context
 from ..errors import ApiError, json_response
+from ..request import MAX_FORM_MEMORY_SIZE, MAX_FORM_PARTS
 from ..resize_spec import ResizeSpec
 from ..store import READY, Claim, dedupe_key, normalise_name
 from . import fields
@@ -26,7 +28,7 @@ def handle(ctx: Context, request: Request, user: str) -> Response:
 
 
 def _create(ctx: Context, request: Request, user: str) -> Response:
-    form, files = _parse(request)  # first, so any body over MAX_UPLOAD_BYTES gets 413
+    form, files = _parse(request, ctx.settings.max_upload_bytes)  # first: a body over the limit gets 413
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
     if fields.task_kind(form) == "resize":
@@ -38,11 +40,19 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
     return _score(ctx, user, name, photo, info)
 
 
-def _parse(request: Request):
+def _parse(request: Request, max_upload_bytes: int):
+    """The form and the files; 413 for a body over MAX_UPLOAD_BYTES, 400 for a body within
+    it that breaks the form's limits, which werkzeug also reports as "too large"."""
     try:
         return request.form, request.files
     except ValueError:
         raise ApiError(400, "invalid_body", "the multipart body could not be parsed") from None
+    except RequestEntityTooLarge:
+        if request.content_length is None or request.content_length > max_upload_bytes:
+            raise
+        raise ApiError(400, "form_too_large",
+                       f"the form may have at most {MAX_FORM_PARTS} parts, and each text field or part "
+                       f"header at most {MAX_FORM_MEMORY_SIZE} bytes") from None
 
 
 def _photo(ctx: Context, files) -> tuple[FileStorage, images.ImageInfo]:

@@ -7,7 +7,7 @@ from .. import lifecycle, metrics, photos, results
 from ..resize_spec import ResizeSpec
 from ..settings import current_settings
 from . import running
-from .resizer import resize
+from .resizer import CorruptImage, resize
 
 # Progress once each stage is done; ready (100) comes when the result is recorded.
 PROGRESS = {"started": 5, "decoded": 40, "resized": 70, "encoded": 95}
@@ -48,6 +48,10 @@ def resize_task(task_id: int) -> str:
         return "ready" if kept else "task gone"
     except TaskGone:
         return "task gone"
+    except CorruptImage as exc:
+        lifecycle.fail_task(store, task_id, task["digest"], "corrupt_image",
+                            f"the photo could not be decoded: {exc}", name)
+        return "corrupt image"
     finally:
         if not kept:  # deleted meanwhile, or the job failed: the file is nobody's
             lifecycle.drop_result_file(store, settings.upload_dir, name)

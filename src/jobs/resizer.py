@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,6 +39,10 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow opens som
 WHITE = (255, 255, 255)
 
 
+class CorruptImage(Exception):
+    """The photo passed the checks at upload but its pixels could not be decoded."""
+
+
 @dataclass(frozen=True)
 class Resized:
     width: int
@@ -51,11 +57,12 @@ def resize(source_path: str, spec: ResizeSpec, output_path: str,
     `report` is told each stage as it is done: "decoded", "resized", "encoded".
     """
     with Image.open(source_path) as image:
-        turned = image.getexif().get(ExifTags.Base.Orientation, 1) in SWAPPING_ORIENTATIONS
-        upright = (image.height, image.width) if turned else image.size
-        layout = plan(upright, spec)
-        _shrink_on_load(image, layout, turned)
-        image.load()  # a GIF stays on its first frame
+        with _decoding():
+            turned = image.getexif().get(ExifTags.Base.Orientation, 1) in SWAPPING_ORIENTATIONS
+            upright = (image.height, image.width) if turned else image.size
+            layout = plan(upright, spec)
+            _shrink_on_load(image, layout, turned)
+            image.load()  # a GIF stays on its first frame
         report("decoded")
         ImageOps.exif_transpose(image, in_place=True)
         icc_profile = image.info.get("icc_profile")
@@ -80,6 +87,16 @@ def _shrink_on_load(image: Image.Image, layout: Plan, turned: bool) -> None:
         scale_x, scale_y = scale_y, scale_x
     needed = (int(image.width * scale_x * DRAFT_GAP) + 1, int(image.height * scale_y * DRAFT_GAP) + 1)
     image.draft(None, needed)
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Pillow decodes when first asked to (`load`, or a PNG's `getexif`): a decoder's
+    failure is the photo's fault, damage the upload's structural checks let through."""
+    try:
+        yield
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise CorruptImage(str(exc) or type(exc).__name__) from exc
 
 
 def _working_mode(image: Image.Image, keep_alpha: bool) -> Image.Image:

@@ -1,0 +1,120 @@
+"""Serving the app with waitress: its options, and its own answers in the service's shape.
+
+Waitress reads every request in full before the app sees it, so what it refuses never
+reaches the app: a body whose Content-Length is over MAX_UPLOAD_BYTES (refused before a byte
+of it is read), a chunked body once it passes the limit, and malformed HTTP. Its error pages
+are replaced here by the service's JSON error shape, with `X-Request-Id`, `nosniff` and an
+access-log line, through waitress's own hooks: the server's `channel_class` and the
+channel's `error_task_class`.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+from waitress import create_server as create_waitress_server
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask
+
+from .access_log import log_answer
+from .app import new_request_id, stamp
+from .errors import ApiError, body_too_large
+from .settings import Settings
+
+OPTIONS = {
+    "threads": 8,
+    "ident": "photo-tasks",
+    # ProxyFix (in create_app) trusts exactly TRUSTED_PROXIES hops of X-Forwarded-*;
+    # waitress would strip those headers itself.
+    "clear_untrusted_proxy_headers": False,
+    # A connection still sending its request costs a socket and a few KiB, not a thread
+    # (threads serve complete requests only), so many slow clients may wait at once without
+    # shutting others out; poll() because select() stops at file descriptor 1024.
+    "connection_limit": 1000,
+    "asyncore_use_poll": True,
+    "backlog": 1024,
+    # A connection silent this long is closed (an idle keep-alive, a stalled upload),
+    # looked for every few seconds.
+    "channel_timeout": 30,
+    "cleanup_interval": 5,
+}
+# Room for open files beyond the connections (spools, results, Redis, logs).
+SPARE_FILES = 200
+
+# Waitress's refusals -> our error codes; its own description follows the message.
+WAITRESS_ERRORS = {
+    400: ("bad_request", "the request is not valid HTTP"),
+    431: ("headers_too_large", "the request's headers are too large"),
+    500: ("internal_error", "internal error"),
+    501: ("not_implemented", "the request's Transfer-Encoding is not supported"),
+}
+
+
+def options(settings: Settings) -> dict:
+    """Waitress's options for `settings`; it refuses a body of `max_request_body_size`
+    bytes or more."""
+    return {**OPTIONS, "max_request_body_size": settings.max_upload_bytes + 1}
+
+
+def create_server(app, settings: Settings, port: int | None = None):
+    """Waitress serving `app` on HOST and PORT (or `port`: 0 picks a free one), with the
+    service's own answers to what waitress refuses. Call `.run()` to serve."""
+    listeners: dict = {}
+    server = create_waitress_server(app, map=listeners, host=settings.host,
+                                    port=settings.port if port is None else port, **options(settings))
+    for listener in listeners.values():  # one per address HOST resolves to
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = Channel
+    return server
+
+
+def serve(app, settings: Settings) -> None:
+    _allow_open_files(OPTIONS["connection_limit"] + SPARE_FILES)
+    server = create_server(app, settings)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
+
+
+class JsonErrorTask(ErrorTask):
+    """Waitress's answer to a request it refused, in the service's error shape."""
+
+    def execute(self):
+        error = self.request.error
+        request_id = new_request_id()
+        response = stamp(_api_error(error, self.channel.adj).response(), request_id)
+        body = response.get_data()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend(response.headers.to_wsgi_list())
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+        log_answer(request_id, self.channel.addr[0], getattr(self.request, "command", "-"),
+                   getattr(self.request, "request_uri", "-"), error.code, time.time() - self.start_time)
+
+
+class Channel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+    def send_continue(self):
+        """Never invite a body already refused (`Expect: 100-continue` with a Content-Length
+        over the limit): waitress would, and read it up to the limit before answering."""
+        if self.request.error is None:
+            super().send_continue()
+        else:
+            self.request.expect_continue = False
+
+
+def _api_error(error, adjustments) -> ApiError:
+    if error.code == 413:
+        return body_too_large(adjustments.max_request_body_size - 1)
+    code, message = WAITRESS_ERRORS.get(error.code, WAITRESS_ERRORS[400])
+    return ApiError(error.code, code, f"{message}: {error.body}")
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's soft limit on open files towards `wanted` (within the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
