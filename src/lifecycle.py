@@ -39,9 +39,10 @@ def finish_task(store: Store, task_id: int, digest: str, result, result_file: st
     """A waiting task is ready; its files go when its keys expire. False when the write is
     refused (the task was deleted, or its job replaced): then the caller still owns
     `result_file`."""
-    if not store.finish(task_id, result, fence):
+    kind = store.finish(task_id, result, fence)
+    if kind is None:
         return False
-    metrics.task_finished(store, task_id, "ready")
+    metrics.task_finished(store.redis, kind, "ready")
     queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 
@@ -49,9 +50,10 @@ def finish_task(store: Store, task_id: int, digest: str, result, result_file: st
 def fail_task(store: Store, task_id: int, digest: str, code: str, message: str,
               result_file: str = "", fence: str = "") -> bool:
     """A waiting task failed; its files (a partial result too) go when its keys expire."""
-    if not store.fail(task_id, code, message, fence):
+    kind = store.fail(task_id, code, message, fence)
+    if kind is None:
         return False
-    metrics.task_finished(store, task_id, code)
+    metrics.task_finished(store.redis, kind, code)
     queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 

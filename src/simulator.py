@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from werkzeug.serving import make_server
+import waitress
 from werkzeug.wrappers import Request, Response
 
 DEFAULTS = {
@@ -241,13 +241,32 @@ def _url(host, port):
     return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}/api/"
 
 
+class Server:
+    """The simulator served by waitress (HTTP/1.1 keep-alive, a thread pool), as a real API
+    server would be, so the service's pooled connections are reused as they would be there."""
+
+    def __init__(self, app: Simulator, host: str, port: int):
+        self.app = app
+        self._server = waitress.create_server(app, host=host, port=port, threads=8,
+                                              ident="scorer-simulator", clear_untrusted_proxy_headers=True)
+        self.port = self._server.effective_port
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.run()
+        except OSError:
+            pass  # closing the sockets under a running select() is how waitress stops
+
+    def shutdown(self) -> None:
+        self._server.close()
+
+
 def serve(host="127.0.0.1", port=0, simulator=None):
     """Serve `simulator` (a new one by default) on a daemon thread; return (server, url).
 
     The app is `server.app`; stop with `server.shutdown()`.
     """
-    app = simulator if simulator is not None else create_simulator()
-    server = make_server(host, port, app, threaded=True)
+    server = Server(simulator if simulator is not None else create_simulator(), host, port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, _url(host, server.port)
 
@@ -266,16 +285,16 @@ def main(argv=None):
         simulator = create_simulator(wait_rounds=args.wait_rounds)
     except ValueError as exc:
         parser.error(str(exc))
-    server = make_server(args.host, args.port, simulator, threaded=True)
+    server = Server(simulator, args.host, args.port)
     for signum in (signal.SIGINT, signal.SIGTERM):
         # SIGINT too: a shell starts background jobs with it ignored, yet Ctrl-C on
         # `make run` should stop this peer along with the service.
         signal.signal(signum, _interrupt)
     try:
         print(f"scorer simulator listening on {_url(args.host, server.port)}", flush=True)
-        server.serve_forever()  # werkzeug's: ends quietly on KeyboardInterrupt and closes
+        server.serve_forever()
     except KeyboardInterrupt:
-        server.server_close()  # an interrupt that came before serve_forever started
+        server.shutdown()
     return 0
 
 

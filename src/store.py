@@ -100,10 +100,10 @@ return tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 """
 
 # Finish a waiting task (ready or failed) and start its time to live; it leaves every set
-# that keeps waiting tasks moving. Returns 1, or 0 when refused.
+# that keeps waiting tasks moving. Returns the task's kind, or false when refused.
 # KEYS: task, active, deadline, due.  ARGV: task number, fence, ttl, field/value pairs.
 _FINISH = _WRITABLE + """
-if not writable(KEYS[1], ARGV[2]) then return 0 end
+if not writable(KEYS[1], ARGV[2]) then return false end
 local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'progress', 100, unpack(fields))
@@ -111,7 +111,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 local dedupe = redis.call('HGET', KEYS[1], 'dedupe')
 if dedupe then redis.call('EXPIRE', dedupe, ARGV[3]) end
 for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
-return 1
+return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 """
 
 # Remove a task (and its dedupe entry if it still points at it); return its hash.
@@ -248,17 +248,20 @@ class Store:
         now = self._update(keys=[self.task_key(task_id), ACTIVE_KEY, DUE_KEY], args=args)
         return None if now < 0 else now
 
-    def finish(self, task_id: int, result: Any, fence: str = "") -> bool:
+    def finish(self, task_id: int, result: Any, fence: str = "") -> str | None:
+        """End a waiting task as ready; its kind, or None when the write is refused."""
         return self._end(task_id, fence, state=READY, result=json.dumps(result))
 
-    def fail(self, task_id: int, code: str, message: str, fence: str = "") -> bool:
+    def fail(self, task_id: int, code: str, message: str, fence: str = "") -> str | None:
+        """End a waiting task as failed; its kind, or None when the write is refused."""
         return self._end(task_id, fence, state=FAILED, error_code=code, error_message=message)
 
-    def _end(self, task_id: int, fence: str, **fields: Any) -> bool:
+    def _end(self, task_id: int, fence: str, **fields: Any) -> str | None:
         now = time.time()
         fields.update(updated_at=now, finished_at=now)
         args = [task_id, fence, self.task_ttl, *_pairs(fields)]
-        return bool(self._finish(keys=[self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY], args=args))
+        kind = self._finish(keys=[self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY], args=args)
+        return kind.decode() if kind else None
 
     def remove(self, task_id: int, owner: str = "") -> dict[str, str] | None:
         """Delete a task if it exists (and belongs to `owner`, when given); return it."""

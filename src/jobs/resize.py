@@ -29,14 +29,14 @@ def resize_task(task_id: int) -> str:
     # Recorded before the file exists, so whatever ends the task (a delete, a failure, its
     # expiry) removes the file too, even if this worker dies while writing it.
     store.name_result_file(name)
-    if not running.record_progress(store, task_id, PROGRESS["started"], state="running",
+    if not running.record_stage(store, task_id, PROGRESS["started"], state="running",
                                    result_file=name):
         return "task gone"
     if task.get("result_file"):  # a run before this one was lost midway: drop its file
         lifecycle.drop_result_file(store, settings.upload_dir, task["result_file"])
 
     def report(stage: str) -> None:
-        if not running.record_progress(store, task_id, PROGRESS[stage]):
+        if not running.record_stage(store, task_id, PROGRESS[stage]):
             raise TaskGone
 
     kept = False

@@ -19,15 +19,19 @@ def fence() -> str:
     return get_current_job().id
 
 
-def record_progress(store: Store, task_id: int, progress: int | None, **fields) -> bool:
+def record(store: Store, task_id: int, progress: int | None = None, **fields) -> bool:
     """Save progress (and fields) on the task, where GET reads it and where it never goes
-    down, and show the task's progress in the RQ job's meta too, for rq-dashboard. False
-    when the write is refused (the task is gone, finished, or another job took it over):
-    the job should stop."""
-    now = store.update(task_id, progress, fence=fence(), **fields)
-    if now is None:
+    down. False when the write is refused (the task is gone, finished, or another job took
+    it over): the job should stop."""
+    return store.update(task_id, progress, fence=fence(), **fields) is not None
+
+
+def record_stage(store: Store, task_id: int, progress: int, **fields) -> bool:
+    """`record`, and show the progress in the RQ job's meta too, for rq-dashboard: for a
+    job that goes through stages (a scoring run is one short call)."""
+    if not record(store, task_id, progress, **fields):
         return False
     job = get_current_job()
-    job.meta["progress"] = now
+    job.meta["progress"] = progress
     job.save_meta()
     return True

@@ -38,7 +38,7 @@ def score_task(task_id: int) -> str:
         return "task gone"  # deleted, finished, or this run was replaced by another
     if lifecycle.fail_overdue(store, task_id, task, settings.scorer_deadline):
         return "scorer_timeout"
-    if not running.record_progress(store, task_id, PROGRESS_SENT, state="running"):
+    if task["state"] == "queued" and not running.record(store, task_id, PROGRESS_SENT, state="running"):
         return "task gone"
     polling = bool(task.get("retry_id"))
     answer = _call(task, settings)
@@ -90,6 +90,6 @@ def _run_again(store: Store, task_id: int, task: dict, delay: float,
     """Record what this run learnt, and have the next run come after `delay`, but no later
     than the task's deadline."""
     at = min(time.time() + delay, float(task["deadline"]))
-    if not running.record_progress(store, task_id, percent, due=at, **fields):
+    if not running.record(store, task_id, percent, due=at, **fields):
         return "task gone"
     return f"next run in {delay:g} s"

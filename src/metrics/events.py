@@ -34,14 +34,9 @@ def task_created(conn: redis.Redis, kind: str) -> None:
     _record(conn, lambda pipe: TASKS_CREATED.add(pipe, (kind,)))
 
 
-def task_finished(store, task_id: int, outcome: str) -> None:
+def task_finished(conn: redis.Redis, kind: str, outcome: str) -> None:
     """Count a task that has just ended (ready, or failed with the code `outcome`)."""
-    try:
-        kind = (store.get(task_id) or {}).get("kind", "unknown")
-    except redis.RedisError as exc:
-        log.warning("a finished task was not counted: %s", exc)
-        return
-    _record(store.redis, lambda pipe: TASKS_FINISHED.add(pipe, (kind, outcome)))
+    _record(conn, lambda pipe: TASKS_FINISHED.add(pipe, (kind, outcome)))
 
 
 def _timed(metric: SharedMetric, labels_of: Callable[[object], tuple[str, ...]] = lambda result: ()):
