@@ -6,6 +6,7 @@ import logging
 import waitress
 
 from src.app import WAITRESS_OPTIONS, create_app
+from src.graceful_exit import exit_on_sigterm
 from src.settings import Settings
 
 settings = Settings.from_env()
@@ -13,4 +14,5 @@ application = create_app(settings)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exit_on_sigterm()
     waitress.serve(application, host="0.0.0.0", port=settings.port, **WAITRESS_OPTIONS)
