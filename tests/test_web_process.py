@@ -41,3 +41,17 @@ def test_sigterm_stops_the_web_server_with_exit_code_0(redis_server, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _healthcheck(port: int) -> int:
+    env = {**os.environ, "PORT": str(port)}
+    return subprocess.run([sys.executable, "-m", "src.healthcheck"], cwd=ROOT, env=env,
+                          capture_output=True, timeout=30).returncode
+
+
+def test_the_container_health_check_passes_while_the_web_answers(service):
+    assert _healthcheck(service.server.effective_port) == 0
+
+
+def test_the_container_health_check_fails_when_nothing_answers():
+    assert _healthcheck(free_port()) == 1
