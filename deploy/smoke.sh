@@ -7,8 +7,8 @@
 #   ($WORKERS worker containers), rq-dashboard asks for the basic auth it was given;
 #   a scoring task against scorer-sim ends ready; a resize task's URL serves the image;
 #   `stop` of the web takes < 2 s and exits 0, and so does a worker's;
-#   the whole stack stops with every container exiting 0, and `down` leaves no container
-#   or volume behind.
+#   the whole stack stops (the services, then valkey) with every container exiting 0, and
+#   `down` leaves no container or volume behind.
 # One PASS/FAIL line per check, then a summary; exits 1 if any check failed. Logs of the
 # run are left in var/smoke/.
 #
@@ -219,7 +219,10 @@ stop_check() {  # stop_check WHAT ID: `stop` takes < 2 s and the process exits 0
 stop_check "the web" "$web"
 stop_check "a worker" "$(containers worker | head -1)"
 
+# The services first, valkey last: a worker's warm shutdown still needs Redis. (docker
+# compose keeps that order by itself; podman-compose 1.6.0 stops everything at once.)
 t=$(date +%s.%N)
+dc stop web worker dispatcher dashboard scorer-sim >> "$logs/stop.log" 2>&1
 dc stop >> "$logs/stop.log" 2>&1
 took=$(elapsed "$t")
 bad_exits=""
