@@ -36,8 +36,8 @@ RUN useradd --uid 10001 --user-group --no-create-home --no-log-init --shell /usr
 COPY wsgi.py ./
 COPY src/ ./src/
 
-# Defaults from the contract; all can be overridden at run time. The web listens on every
-# interface of the container (HOST), which is what publishing a port needs.
+# Defaults from the contract; all can be overridden at run time.
+# HOST: a container is reached through its network interface, not its loopback.
 ENV SCORER_URL=http://merlinface.com:12345/api/ \
     UPLOAD_DIR=/app/uploads \
     HOST=0.0.0.0 \
@@ -57,7 +57,7 @@ CMD ["python", "wsgi.py"]
 FROM service AS dashboard
 
 USER root
-COPY requirements.txt requirements-service.txt requirements-dashboard.txt ./
+COPY requirements-dashboard.txt ./
 RUN pip install --no-cache-dir -r requirements-dashboard.txt
 USER app
 
