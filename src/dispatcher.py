@@ -3,7 +3,7 @@
 RQ's scheduler works in whole seconds, so a poll scheduled with it comes up to a second
 late. Instead a scoring task that must run again later waits on the sorted set `pt:due`
 (score: when it is due); this loop takes the tasks that are due, every few milliseconds, and
-puts their jobs on the `score` queue in one round trip. Every SWEEP_INTERVAL seconds it
+puts them on the `score` queue in one round trip, in jobs of up to `score.BATCH` tasks. Every SWEEP_INTERVAL seconds it
 also enqueues the sweeps (src/jobs/sweep.py), which run on the workers.
 
 Any number of dispatchers may run (one per host, say): taking a due task is atomic, and the
@@ -19,13 +19,14 @@ import time
 import redis
 
 from . import queues
+from .jobs import score
 from .settings import Settings, current_settings
 from .store import Store, connect
 
 log = logging.getLogger("photo_tasks.dispatcher")
 
 TICK = 0.02  # seconds between looks at `pt:due` when nothing is due
-BATCH = 500  # tasks taken in one go
+BATCH = 512  # tasks taken in one go, in jobs of up to score.BATCH
 MAX_PAUSE = 5.0  # longest wait for Redis between tries
 
 
@@ -56,9 +57,14 @@ class Dispatcher:
         now = time.time()
         due = self.store.due_tasks(now, BATCH)
         if due:
-            job_ids = {task_id: queues.new_job_id(task_id) for task_id in due}
-            taken = self.store.take_due(job_ids)
-            queues.enqueue_scoring_runs(self.store.redis, {t: job_ids[t] for t in taken}, self.settings)
+            job_ids = {}
+            for start in range(0, len(due), score.BATCH):
+                chunk = due[start:start + score.BATCH]
+                job_ids.update(dict.fromkeys(chunk, queues.new_job_id(chunk[0])))
+            batches: dict[str, list[int]] = {}
+            for task_id in self.store.take_due(job_ids):
+                batches.setdefault(job_ids[task_id], []).append(task_id)
+            queues.enqueue_scoring_batches(self.store.redis, batches, self.settings)
         if now >= self.next_sweep:
             queues.enqueue_sweeps(self.store.redis, self.settings.sweep_interval)
             self.next_sweep = now + self.settings.sweep_interval

@@ -25,7 +25,7 @@ SCORE_QUEUE = "score"
 RESIZE_QUEUE = "resize"
 QUEUES = (SCORE_QUEUE, RESIZE_QUEUE)
 
-JOBS = {SCORE_QUEUE: "src.jobs.score.score_task", RESIZE_QUEUE: "src.jobs.resize.resize_task"}
+JOBS = {SCORE_QUEUE: "src.jobs.score.score_tasks", RESIZE_QUEUE: "src.jobs.resize.resize_task"}
 RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
 _EXPIRE_JOB = "src.jobs.expire.expire_task"
 _SWEEP_JOBS = ("src.jobs.sweep.sweep_tasks", "src.jobs.sweep.sweep_files")
@@ -40,24 +40,38 @@ def new_job_id(task_id: int) -> str:
 
 def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings) -> Job:
     """Put the job of task `task_id` (of `kind`: a queue name) on its queue."""
-    return Queue(kind, connection=conn).enqueue_job(_task_job(conn, kind, task_id, job_id, settings))
+    tasks = [task_id] if kind == SCORE_QUEUE else task_id  # a scoring job takes a batch
+    return Queue(kind, connection=conn).enqueue_job(_task_job(conn, kind, tasks, job_id, settings))
 
 
-def enqueue_scoring_runs(conn: redis.Redis, job_ids: dict[int, str], settings: Settings) -> None:
-    """Enqueue the next run of each scoring task in `job_ids` (task -> job id), in one trip."""
+def start_task(store, kind: str, task_id: int, job_id: str, settings: Settings) -> None:
+    """Start a new task's work: a resize job on its queue now; a scoring task's first call is
+    made due at once, so the dispatcher batches first calls as it batches polls."""
+    if kind == SCORE_QUEUE:
+        store.update(task_id, due=time.time())
+    else:
+        enqueue_task(store.redis, kind, task_id, job_id, settings)
+
+
+def enqueue_scoring_batches(conn: redis.Redis, batches: dict[str, list[int]], settings: Settings) -> None:
+    """Enqueue one scoring job per batch (job id -> its tasks), all in one round trip."""
     queue = Queue(SCORE_QUEUE, connection=conn)
     with conn.pipeline() as pipe:
-        for task_id, job_id in job_ids.items():
-            queue.enqueue_job(_task_job(conn, SCORE_QUEUE, task_id, job_id, settings), pipeline=pipe)
+        for job_id, task_ids in batches.items():
+            queue.enqueue_job(_task_job(conn, SCORE_QUEUE, task_ids, job_id, settings), pipeline=pipe)
         pipe.execute()
 
 
-def _task_job(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings) -> Job:
-    """A task's job: named after the task (for rq-dashboard), failing the task if it raises."""
-    # A scoring run makes one call: its connect and read timeouts, plus slack for the rest.
+def _task_job(conn: redis.Redis, kind: str, tasks: int | list[int], job_id: str, settings: Settings) -> Job:
+    """A task's job (a scoring job: a batch of tasks' runs), named after its tasks for
+    rq-dashboard (`score task 7`, `score tasks 7, 9`), failing its tasks if it raises."""
+    numbers = tasks if isinstance(tasks, list) else [tasks]
+    description = f"{kind} task{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
+    # A scoring run makes one call per task, side by side: its connect and read timeouts,
+    # plus slack for the rest.
     timeout = 2 * settings.scorer_timeout + 30 if kind == SCORE_QUEUE else RESIZE_JOB_TIMEOUT
     return Queue(kind, connection=conn).create_job(
-        JOBS[kind], args=(task_id,), job_id=job_id, description=f"{kind} task {task_id}",
+        JOBS[kind], args=(tasks,), job_id=job_id, description=description,
         timeout=math.ceil(timeout), result_ttl=3600, failure_ttl=7 * 24 * 3600, on_failure=_ON_FAILURE)
 
 

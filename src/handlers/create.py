@@ -85,7 +85,7 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, **task_
         return _existing(claim)
     try:
         lifecycle.keep_photo(store, ctx.settings.upload_dir, claim.task_id, spool.digest, spool.path)
-        queues.enqueue_task(store.redis, kind, claim.task_id, claim.job_id, ctx.settings)
+        queues.start_task(store, kind, claim.task_id, claim.job_id, ctx.settings)
     except Exception:
         lifecycle.discard_task(store, ctx.settings.upload_dir, claim.task_id)
         raise

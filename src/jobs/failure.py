@@ -21,15 +21,22 @@ LOSSES = (AbandonedJobError, redis.ConnectionError, redis.TimeoutError)
 
 
 def mark_task_failed(job, connection, exc_type, exc_value, traceback) -> None:
-    task_id = job.args[0]
+    task_ids = _task_ids(job)
     if issubclass(exc_type, LOSSES):
-        log.warning("job %s for task %s was lost (%s); the sweep runs it again", job.id, task_id, exc_type.__name__)
+        log.warning("job %s for tasks %s was lost (%s); the sweep runs it again", job.id, task_ids, exc_type.__name__)
         return
-    log.error("job %s for task %s raised %s: %s", job.id, task_id, exc_type.__name__, exc_value)
+    log.error("job %s for tasks %s raised %s: %s", job.id, task_ids, exc_type.__name__, exc_value)
     settings = current_settings()
     store = Store(connection, settings.task_ttl, settings.lease)
-    task = store.get(task_id)
-    if task is not None:
-        lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
-                            "the task could not be processed; the error is in the worker log",
-                            task.get("result_file", ""), fence=job.id)
+    for task_id in task_ids:
+        task = store.get(task_id)
+        if task is not None:
+            lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
+                                "the task could not be processed; the error is in the worker log",
+                                task.get("result_file", ""), fence=job.id)
+
+
+def _task_ids(job) -> list[int]:
+    """A resize job is for one task; a scoring job for a list of them."""
+    first = job.args[0]
+    return list(first) if isinstance(first, list) else [first]

@@ -19,19 +19,14 @@ def fence() -> str:
     return get_current_job().id
 
 
-def record(store: Store, task_id: int, progress: int | None = None, **fields) -> bool:
-    """Save progress (and fields) on the task, where GET reads it and where it never goes
-    down. False when the write is refused (the task is gone, finished, or another job took
-    it over): the job should stop."""
-    return store.update(task_id, progress, fence=fence(), **fields) is not None
-
-
 def record_stage(store: Store, task_id: int, progress: int, **fields) -> bool:
-    """`record`, and show the progress in the RQ job's meta too, for rq-dashboard: for a
-    job that goes through stages (a scoring run is one short call)."""
-    if not record(store, task_id, progress, **fields):
-        return False
+    """Save progress (and fields) on the task, where GET reads it and where it never goes
+    down, and show the progress in the RQ job's meta too, for rq-dashboard. False when the
+    write is refused (the task is gone, finished, or another job took it over): the job
+    should stop."""
     job = get_current_job()
+    if store.update(task_id, progress, fence=job.id, **fields) is None:
+        return False
     job.meta["progress"] = progress
     job.save_meta()
     return True

@@ -27,10 +27,14 @@ class Answer:
 
 
 class ScorerClient:
-    def __init__(self, url: str, timeout: float, session: requests.Session | None = None):
+    def __init__(self, url: str, timeout: float, pool_size: int = 10):
+        """`pool_size`: connections kept open to the scorer, for calls made side by side."""
         self.url = url
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def start(self, name: str, photo_path: str, filename: str, content_type: str) -> Answer:
         """First call: the name and the photo, with its file name and type."""
