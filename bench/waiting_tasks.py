@@ -19,11 +19,14 @@ web server it measures).
 from __future__ import annotations
 
 import argparse
+import collections
 import io
+import itertools
 import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,12 +109,19 @@ def run_batch(stack: Stack, count: int, first_seed: int, clients: int) -> tuple[
         assert answer.status_code == 202, answer.text
         return answer.json()["task"]
 
-    photos = range(first_seed, first_seed + count)
+    photos = range(first_seed, first_seed + count)  # distinct: no two tasks dedupe
     started = time.time()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         tasks = list(pool.map(post, photos))
     posted = time.time() - started
     return posted, wait_finished(stack.redis, tasks) - started
+
+
+def poll_gaps(stack: Stack) -> str:
+    """The gaps between the scorer calls it has seen (of the one task sent so far)."""
+    calls = requests.get(stack.scorer_url + "_calls", timeout=5).json()
+    times = [call["time"] for call in calls]
+    return ", ".join(f"{later - earlier:.3f}" for earlier, later in zip(times, times[1:]))
 
 
 def wait_finished(client: redis.Redis, tasks: list[int], timeout: float = 600) -> float:
@@ -139,26 +149,40 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="wait answers per task")
     parser.add_argument("--delay", type=float, default=1.0, help="SCORER_RETRY_DELAY")
     parser.add_argument("--clients", type=int, default=16, help="threads posting at once")
+    parser.add_argument("--runs", type=int, default=3, help="times the whole sequence runs")
     args = parser.parse_args()
+    sizes = [1] + [int(n) for n in args.batches.split(",") if n]
+    print(f"{args.workers} workers, SCORER_RETRY_DELAY={args.delay:g}, {args.rounds} wait rounds per task, "
+          f"{args.clients} posting threads, {args.runs} runs")
 
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(tmp, args.workers, args.delay)
+        seeds = itertools.count(step=1)
+        times: dict[str, list[float]] = collections.defaultdict(list)
         try:
-            seed = 0
-            print(f"{args.workers} workers, SCORER_RETRY_DELAY={args.delay:g}, {args.rounds} wait rounds per task, "
-                  f"{args.clients} posting threads")
-            stack.configure_scorer(wait_rounds=args.rounds)
-            for count in [1] + [int(n) for n in args.batches.split(",") if n]:
-                posted, done = run_batch(stack, count, seed, args.clients)
-                seed += count
-                print(f"  {count:5d} tasks x {args.rounds} waits: all posted in {posted:6.2f} s, all ready in {done:6.2f} s")
-            if args.ready:
-                stack.configure_scorer(wait_rounds=0)
-                posted, done = run_batch(stack, args.ready, seed, args.clients)
-                print(f"  {args.ready:5d} tasks ready at once: all posted in {posted:6.2f} s, all ready in "
-                      f"{done:6.2f} s = {args.ready / done:.0f} tasks/s end to end")
+            for run in range(args.runs):
+                print(f"run {run + 1}:")
+                stack.configure_scorer(wait_rounds=args.rounds)
+                for count in sizes:
+                    posted, done = run_batch(stack, count, next(seeds) * 100_000, args.clients)
+                    times[f"{count} tasks x {args.rounds} waits"].append(done)
+                    print(f"  {count:5d} tasks x {args.rounds} waits: all posted in {posted:6.2f} s, "
+                          f"all ready in {done:6.2f} s")
+                    if count == 1 and run == 0:
+                        print(f"        its calls to the scorer came {poll_gaps(stack)} s apart")
+                if args.ready:
+                    stack.configure_scorer(wait_rounds=0)
+                    posted, done = run_batch(stack, args.ready, next(seeds) * 100_000, args.clients)
+                    times[f"{args.ready} tasks ready at once"].append(done)
+                    print(f"  {args.ready:5d} tasks ready at once: all posted in {posted:6.2f} s, "
+                          f"all ready in {done:6.2f} s = {args.ready / done:.0f} tasks/s")
         finally:
             stack.stop()
+    print(f"medians of {args.runs} runs (all ready, from the first POST):")
+    for what, values in times.items():
+        print(f"  {what:28s} {statistics.median(values):6.2f} s")
+    if args.ready:
+        print(f"  ready-at-once throughput     {args.ready / statistics.median(times[f'{args.ready} tasks ready at once']):6.0f} tasks/s")
 
 
 if __name__ == "__main__":
