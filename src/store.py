@@ -281,10 +281,6 @@ class Store:
     def due_tasks(self, now: float, limit: int) -> list[int]:
         return [int(t) for t in self.redis.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)]
 
-    def next_due(self) -> float | None:
-        first = self.redis.zrange(DUE_KEY, 0, 0, withscores=True)
-        return first[0][1] if first else None
-
     def is_due_later(self, task_id: int) -> bool:
         return self.redis.zscore(DUE_KEY, task_id) is not None
 

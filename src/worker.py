@@ -40,6 +40,7 @@ class TaskWorker(Worker):
 
     running_job = ""
     stop_asked = False
+    max_connection_wait_time = 5.0  # RQ's backoff while Redis is away: back within 5 s of it
 
     def execute_job(self, job, queue):
         self.running_job = job.id
