@@ -33,7 +33,7 @@ def dashboard(dashboard_venv, redis_server):
                     stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(url, process)
+        wait_listening(url, process)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -41,7 +41,7 @@ def dashboard(dashboard_venv, redis_server):
         assert f"rq-dashboard on http://127.0.0.1:{port}/" in output and "basic auth on" in output
 
 
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+def wait_listening(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         assert process.poll() is None, "make dashboard exited"
