@@ -38,9 +38,12 @@ def new_job_id(task_id: int) -> str:
     return f"task-{task_id}-{uuid.uuid4().hex[:12]}"
 
 
-def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings) -> Job:
-    """Put the job of task `task_id` (of `kind`: a queue name) on its queue."""
-    return Queue(kind, connection=conn).enqueue_job(_task_job(conn, kind, task_id, job_id, settings))
+def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings,
+                 pipeline: redis.client.Pipeline | None = None) -> Job:
+    """Put the job of task `task_id` (of `kind`: a queue name) on its queue; with `pipeline`,
+    when the caller executes it."""
+    job = _task_job(conn, kind, task_id, job_id, settings)
+    return Queue(kind, connection=conn).enqueue_job(job, pipeline=pipeline)
 
 
 def enqueue_scoring_runs(conn: redis.Redis, job_ids: dict[int, str], settings: Settings) -> None:
