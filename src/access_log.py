@@ -29,5 +29,7 @@ def raw_target(environ: dict) -> str:
 
 def escape(text: str) -> str:
     """`text` with every non-printable character and backslash written as an escape."""
+    if text.isprintable() and "\\" not in text:
+        return text
     return "".join(char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode()
                    for char in text)
