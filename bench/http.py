@@ -7,7 +7,9 @@ and the queue drains. The baselines run as processes of their own on the service
 configuration (`src.server.create_server`):
 
 - **hello**: a WSGI app that answers "Hello, world!";
-- **parse+save**: werkzeug parses the same multipart body and saves the photo to a file.
+- **parse+save**: werkzeug parses the same multipart body and saves the photo to a file;
+- **one read**: a WSGI app that reads the task's hash with redis-py (HGETALL, from the
+  service's valkey) and answers it as JSON: the floor of any GET that asks Redis.
 
 wrk (bench/http.lua) drives each with --connections keep-alive connections for --seconds,
 over loopback, three scenarios:
@@ -16,7 +18,7 @@ over loopback, three scenarios:
   segment holds a per-request tag), against parse+save;
 - **POST same**: the photo of a ready task again (a dedupe hit: 200 ready), against
   parse+save;
-- **GET**: `/?task_id=N` of a ready task, against hello.
+- **GET**: `/?task_id=N` of a ready task, against hello, and against one read.
 
 Runs are interleaved (service, baseline, baseline, service, ...), each after the queue has
 drained, and every answer is checked (its status code and JSON "status" word). The table
@@ -120,20 +122,33 @@ def parse_and_save(folder: str):
     return app
 
 
-def serve_baseline(kind: str, port: int, folder: str) -> None:
-    app = hello if kind == "hello" else parse_and_save(folder)
+def read_task(redis_url: str, key: str):
+    conn = redis.Redis.from_url(redis_url)
+
+    def app(environ, start_response):
+        task = {name.decode(): value.decode() for name, value in conn.hgetall(key).items()}
+        body = json.dumps({"status": task["state"], "result": json.loads(task["result"])}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def serve_baseline(args) -> None:
+    apps = {"hello": lambda: hello, "upload": lambda: parse_and_save(args.folder),
+            "read": lambda: read_task(args.redis_url, args.key)}
+    app = apps[args.serve]()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth is 9", on every burst
-    create_server(app, Settings(), port=port).run()
+    create_server(app, Settings(), port=args.port).run()
 
 
 class Baseline:
-    def __init__(self, kind: str, tmp: str):
+    def __init__(self, kind: str, name: str, *options: str):
+        self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        folder = os.path.join(tmp, kind)
-        os.makedirs(folder)
         self.process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(self.port),
-                                         "--folder", folder], cwd=ROOT)
+                                         *options], cwd=ROOT)
         _listening_on(self.port, f"the {kind} baseline")(self.process)
 
     def stop(self) -> None:
@@ -156,7 +171,8 @@ class Service:
                                         stdout=self.log, stderr=subprocess.STDOUT)
         _listening_on(self.port, "the launcher", timeout=60)(self.process)
         with open(os.path.join(tmp, "var", "run", "redis.url")) as url_file:
-            self.redis = redis.Redis.from_url(url_file.read().strip())
+            self.redis_url = url_file.read().strip()
+        self.redis = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + 30
         while requests.get(self.url + "readyz", timeout=5).status_code != 200:
             assert time.monotonic() < deadline, "no worker came up"
@@ -204,8 +220,8 @@ class Scenario:
     ("<code> <status word>") each must give, every time."""
 
     def __init__(self, title: str, service_url: str, service_args, service_expected: str,
-                 baseline: Baseline, baseline_args, baseline_expected: str, target: float):
-        self.title, self.target = title, target
+                 baseline: Baseline, baseline_args, baseline_expected: str, target: float | None = None):
+        self.title, self.baseline, self.target = title, baseline.name, target
         self.sides = {"service": (service_url, service_args, service_expected),
                       "baseline": (baseline.url, baseline_args, baseline_expected)}
         self.rates: dict[str, list[float]] = {"service": [], "baseline": []}
@@ -235,12 +251,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3, help="length of one run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="the service's WORKERS")
-    parser.add_argument("--serve", choices=("hello", "upload"), help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    for hidden in ("--serve", "--port", "--folder", "--redis-url", "--key"):  # a baseline's process
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        return serve_baseline(args.serve, args.port, args.folder)
+        return serve_baseline(args)
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: `make bench-http` installs it (apt-get install wrk)")
 
@@ -249,7 +264,8 @@ def main() -> None:
     try:
         service = Service(tmp, args.workers)
         started.append(service)
-        hello_app, upload_app = Baseline("hello", tmp), Baseline("upload", tmp)
+        os.makedirs(os.path.join(tmp, "upload"))
+        hello_app, upload_app = Baseline("hello", "hello"), Baseline("upload", "parse+save", "--folder", os.path.join(tmp, "upload"))
         started += [hello_app, upload_app]
         body = Body(photo(), tmp)
         print(f"photo {len(body.with_tag('x' * TAG_LENGTH)):,} bytes on the wire; {args.connections} connections, "
@@ -262,6 +278,8 @@ def main() -> None:
         ready_task = service.post(body.with_tag(same_tag), body.content_type)["task"]
         service.wait_ready(ready_task)
         task_url = f"{service.url}?task_id={ready_task}"
+        read_app = Baseline("read", "one read", "--redis-url", service.redis_url, "--key", f"pt:task:{ready_task}")
+        started.append(read_app)
 
         scenarios = [
             Scenario("POST new photo", service.url, lambda: body.wrk_args("new", run_tag()), "202 received",
@@ -269,6 +287,7 @@ def main() -> None:
             Scenario("POST same photo (dedupe)", service.url, body.wrk_args("same", same_tag), "200 ready",
                      upload_app, body.wrk_args("same", same_tag), "200 saved", 0.8),
             Scenario("GET /?task_id=N", task_url, ["get"], "200 ready", hello_app, ["get"], "200 -", 0.5),
+            Scenario("GET /?task_id=N", task_url, ["get"], "200 ready", read_app, ["get"], "200 ready"),
         ]
         for scenario in scenarios:  # warm-up, not counted
             for side in ("service", "baseline"):
@@ -285,14 +304,15 @@ def main() -> None:
                     if side == "service" and scenario.title.startswith("POST new"):
                         note = (f"  ({service.tasks_created() - created} tasks created for "
                                 f"{result['answers'].get('202 received', 0)} answers; queue drained in {drained:.1f} s before)")
-                    print(f"  round {round_number + 1}  {scenario.title:26s} {side:8s} {result['rate']:8.0f} req/s  "
+                    name = "service" if side == "service" else scenario.baseline
+                    print(f"  round {round_number + 1}  {scenario.title:26s} {name:10s} {result['rate']:8.0f} req/s  "
                           f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms{note}", flush=True)
         print()
-        print(f"{'scenario':26s} {'service':>9s} {'baseline':>9s}  ratio  target   (medians, req/s)")
-        for scenario, baseline in zip(scenarios, ("parse+save", "parse+save", "hello")):
+        print(f"{'scenario':26s} {'service':>9s}  {'baseline':>20s}  ratio  target   (medians, req/s)")
+        for scenario in scenarios:
             ours, theirs = scenario.medians()
-            print(f"{scenario.title:26s} {ours:9.0f} {theirs:9.0f}  {ours / theirs:4.2f}x  >= {scenario.target}x"
-                  f"   vs {baseline}")
+            target = f">= {scenario.target}x" if scenario.target else ""
+            print(f"{scenario.title:26s} {ours:9.0f}  {scenario.baseline:>10s} {theirs:9.0f}  {ours / theirs:4.2f}x  {target}")
     finally:
         for process in reversed(started):
             process.stop()
