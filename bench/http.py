@@ -51,6 +51,7 @@ import tempfile
 import time
 import uuid
 
+import psutil
 import redis
 import requests
 from PIL import Image
@@ -150,6 +151,7 @@ class Baseline:
         self.process = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--port", str(self.port),
                                          *options], cwd=ROOT)
         _listening_on(self.port, f"the {kind} baseline")(self.process)
+        self.server = psutil.Process(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -170,6 +172,8 @@ class Service:
         self.process = subprocess.Popen([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         _listening_on(self.port, "the launcher", timeout=60)(self.process)
+        self.server = next(child for child in psutil.Process(self.process.pid).children()
+                           if child.cmdline()[-1:] == ["wsgi.py"])  # the web process
         with open(os.path.join(tmp, "var", "run", "redis.url")) as url_file:
             self.redis_url = url_file.read().strip()
         self.redis = redis.Redis.from_url(self.redis_url)
@@ -215,30 +219,42 @@ def wrk(url: str, seconds: int, connections: int, args: list[str]) -> dict:
     return result
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 class Scenario:
     """One kind of request, to the service and to its baseline. `expected`: the answers
-    ("<code> <status word>") each must give, every time."""
+    ("<code> <status word>") each must give, every time. Besides the rate, each run notes
+    the CPU time the answering process (the service's web process, or the baseline's) spent
+    per request."""
 
-    def __init__(self, title: str, service_url: str, service_args, service_expected: str,
+    def __init__(self, title: str, service: Service, service_url: str, service_args, service_expected: str,
                  baseline: Baseline, baseline_args, baseline_expected: str, target: float | None = None):
         self.title, self.baseline, self.target = title, baseline.name, target
-        self.sides = {"service": (service_url, service_args, service_expected),
-                      "baseline": (baseline.url, baseline_args, baseline_expected)}
+        self.sides = {"service": (service.server, service_url, service_args, service_expected),
+                      "baseline": (baseline.server, baseline.url, baseline_args, baseline_expected)}
         self.rates: dict[str, list[float]] = {"service": [], "baseline": []}
+        self.cpu: dict[str, list[float]] = {"service": [], "baseline": []}
 
     def run(self, side: str, seconds: int, connections: int, keep: bool = True) -> dict:
-        url, args, expected = self.sides[side]
+        server, url, args, expected = self.sides[side]
+        cpu_before = cpu_seconds(server)
         result = wrk(url, seconds, connections, args() if callable(args) else args)
+        result["cpu_us"] = (cpu_seconds(server) - cpu_before) / result["requests"] * 1e6
         wrong = {answer: count for answer, count in result["answers"].items() if answer != expected}
         if wrong or result["socket_errors"]:
             raise RuntimeError(f"{self.title}, {side}: expected only '{expected}', got {result['answers']}, "
                                f"{result['socket_errors']} socket errors")
         if keep:
             self.rates[side].append(result["rate"])
+            self.cpu[side].append(result["cpu_us"])
         return result
 
-    def medians(self) -> tuple[float, float]:
-        return statistics.median(self.rates["service"]), statistics.median(self.rates["baseline"])
+    def medians(self, side: str) -> tuple[float, float]:
+        """The median rate (requests per second) and CPU per request (µs) of one side."""
+        return statistics.median(self.rates[side]), statistics.median(self.cpu[side])
 
 
 def run_tag() -> str:
@@ -282,12 +298,12 @@ def main() -> None:
         started.append(read_app)
 
         scenarios = [
-            Scenario("POST new photo", service.url, lambda: body.wrk_args("new", run_tag()), "202 received",
+            Scenario("POST new photo", service, service.url, lambda: body.wrk_args("new", run_tag()), "202 received",
                      upload_app, lambda: body.wrk_args("new", run_tag()), "200 saved", 0.6),
-            Scenario("POST same photo (dedupe)", service.url, body.wrk_args("same", same_tag), "200 ready",
+            Scenario("POST same photo (dedupe)", service, service.url, body.wrk_args("same", same_tag), "200 ready",
                      upload_app, body.wrk_args("same", same_tag), "200 saved", 0.8),
-            Scenario("GET /?task_id=N", task_url, ["get"], "200 ready", hello_app, ["get"], "200 -", 0.5),
-            Scenario("GET /?task_id=N", task_url, ["get"], "200 ready", read_app, ["get"], "200 ready"),
+            Scenario("GET /?task_id=N", service, task_url, ["get"], "200 ready", hello_app, ["get"], "200 -", 0.5),
+            Scenario("GET /?task_id=N", service, task_url, ["get"], "200 ready", read_app, ["get"], "200 ready"),
         ]
         for scenario in scenarios:  # warm-up, not counted
             for side in ("service", "baseline"):
@@ -306,13 +322,15 @@ def main() -> None:
                                 f"{result['answers'].get('202 received', 0)} answers; queue drained in {drained:.1f} s before)")
                     name = "service" if side == "service" else scenario.baseline
                     print(f"  round {round_number + 1}  {scenario.title:26s} {name:10s} {result['rate']:8.0f} req/s  "
-                          f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms{note}", flush=True)
+                          f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  CPU {result['cpu_us']:5.0f} us/request{note}",
+                          flush=True)
         print()
-        print(f"{'scenario':26s} {'service':>9s}  {'baseline':>20s}  ratio  target   (medians, req/s)")
+        print(f"{'medians':26s} {'service':>9s}  {'baseline':>20s}  ratio  target  |  CPU us/request: service, baseline")
         for scenario in scenarios:
-            ours, theirs = scenario.medians()
+            (ours, our_cpu), (theirs, their_cpu) = scenario.medians("service"), scenario.medians("baseline")
             target = f">= {scenario.target}x" if scenario.target else ""
-            print(f"{scenario.title:26s} {ours:9.0f}  {scenario.baseline:>10s} {theirs:9.0f}  {ours / theirs:4.2f}x  {target}")
+            print(f"{scenario.title:26s} {ours:9.0f}  {scenario.baseline:>10s} {theirs:9.0f}  {ours / theirs:4.2f}x  "
+                  f"{target:6s}  |  {our_cpu:5.0f}, {their_cpu:5.0f}")
     finally:
         for process in reversed(started):
             process.stop()
