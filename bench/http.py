@@ -22,7 +22,10 @@ over loopback, three scenarios:
 
 Runs are interleaved (service, baseline, baseline, service, ...), each after the queue has
 drained, and every answer is checked (its status code and JSON "status" word). The table
-gives the median requests per second of --rounds runs and the ratio of the medians.
+gives the median requests per second of --rounds runs, the ratio of the medians, and the
+median CPU time per request of the answering process (the service's web process, or the
+baseline). A POST new run also tells the CPU time per request of the rest of the service
+(workers, simulator, valkey, dispatcher), which shares the machine with the web process.
 
     make bench-http    # = .venv/bin/python bench/http.py
 """
@@ -196,6 +199,18 @@ class Service:
     def tasks_created(self) -> int:
         return int(self.redis.get("pt:task_seq") or 0)
 
+    def job_side_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of each of the service's other processes (valkey, simulator,
+        workers, dispatcher, launcher), by process id."""
+        seconds = {}
+        for process in [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]:
+            if process.pid != self.server.pid:
+                try:
+                    seconds[process.pid] = cpu_seconds(process)
+                except psutil.NoSuchProcess:
+                    pass
+        return seconds
+
     def drain(self, timeout: float = 120) -> float:
         """Wait until no job waits on a queue; return how long that took."""
         started = time.monotonic()
@@ -314,11 +329,14 @@ def main() -> None:
             for scenario in scenarios:
                 for side in order:
                     drained = service.drain()
-                    created = service.tasks_created()
+                    created, job_side = service.tasks_created(), service.job_side_cpu()
                     result = scenario.run(side, args.seconds, args.connections)
                     note = ""
                     if side == "service" and scenario.title.startswith("POST new"):
-                        note = (f"  ({service.tasks_created() - created} tasks created for "
+                        after = service.job_side_cpu()
+                        job_cpu = sum(after[pid] - job_side[pid] for pid in after.keys() & job_side.keys())
+                        note = (f"  (the rest of the service: {job_cpu / result['requests'] * 1e6:.0f} us/request; "
+                                f"{service.tasks_created() - created} tasks created for "
                                 f"{result['answers'].get('202 received', 0)} answers; queue drained in {drained:.1f} s before)")
                     name = "service" if side == "service" else scenario.baseline
                     print(f"  round {round_number + 1}  {scenario.title:26s} {name:10s} {result['rate']:8.0f} req/s  "
