@@ -52,3 +52,9 @@ screenshot: $(VENV)/.dev
 .PHONY: bench-memory
 bench-memory: $(VENV)/.dev
 	$(PY) bench/web_memory.py --runs 3 --uploads 8
+
+# Needs wrk (Debian's package; installed here when missing, which takes root).
+.PHONY: bench-http
+bench-http: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) bench/http.py

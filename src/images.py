@@ -97,8 +97,9 @@ def _png(image: Image.Image, path: str) -> None:
 
 def _jpeg(image: Image.Image, path: str) -> None:
     """The scan data ends with an EOI marker (FF D9 cannot occur inside it: a coded FF is
-    followed by 00). Pillow has read the markers up to the first scan."""
-    if not _contains(image.fp, _JPEG_EOI):
+    followed by 00). Pillow has read the markers up to the first scan. Most files end with
+    the marker, so the last bytes are looked at before the whole rest is searched."""
+    if not (_ends_with(image.fp, _JPEG_EOI) or _contains(image.fp, _JPEG_EOI)):
         raise Damaged("no end-of-image marker after the scan data")
 
 
@@ -133,6 +134,19 @@ def _bmp(image: Image.Image, path: str) -> None:
 
 
 STRUCTURE_CHECKS = {"PNG": _png, "JPEG": _jpeg, "GIF": _gif, "WEBP": _webp, "TIFF": _tiff, "BMP": _bmp}
+
+
+def _ends_with(file, marker: bytes) -> bool:
+    """Whether the rest of `file` ends with `marker`; the position is left where it was."""
+    position = file.tell()
+    end = file.seek(0, os.SEEK_END)
+    if end - len(marker) < position:
+        file.seek(position)
+        return False
+    file.seek(end - len(marker))
+    found = file.read(len(marker)) == marker
+    file.seek(position)
+    return found
 
 
 def _contains(file, marker: bytes) -> bool:

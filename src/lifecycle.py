@@ -6,18 +6,24 @@ from __future__ import annotations
 import time
 
 from . import metrics, photos, queues, results
-from .store import WAITING, Store
+from .store import WAITING, Claim, Store
 
 
-def keep_photo(store: Store, upload_dir: str, task_id: int, digest: str, temp_path: str) -> None:
-    """Register `task_id` as a user of the photo, then put the upload in its place.
+def keep_photo(store: Store, upload_dir: str, claim: Claim, digest: str, temp_path: str) -> None:
+    """Put the upload of a task just claimed in its place (the claim made the task a user of
+    the photo).
 
-    Under the photo's lock, so a concurrent delete of the photo's last other user cannot
-    unlink the file between the two steps. Rewriting an existing copy is harmless: the bytes
-    are the same by construction.
+    A photo's file is removed only under its lock, by a release that found no user left. If
+    the lock was free when the claim registered the task, no such release was under way, and
+    any later one counts the task: the file is moved without the lock. Otherwise the move
+    waits for the lock, so that a release that found no user before the claim removes the
+    old file before the move, not the new one after it. Rewriting an existing copy is
+    harmless: the bytes are the same by construction.
     """
+    if not claim.photo_busy:
+        photos.keep(upload_dir, temp_path, digest)
+        return
     with store.photo_lock(digest):
-        store.add_photo_user(digest, task_id)
         photos.keep(upload_dir, temp_path, digest)
 
 

@@ -38,19 +38,24 @@ def new_job_id(task_id: int) -> str:
     return f"task-{task_id}-{uuid.uuid4().hex[:12]}"
 
 
-def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings) -> Job:
-    """Put the job of task `task_id` (of `kind`: a queue name) on its queue."""
+def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settings: Settings,
+                 pipeline: redis.client.Pipeline | None = None) -> Job:
+    """Put the job of task `task_id` (of `kind`: a queue name) on its queue; with `pipeline`,
+    when the caller executes it."""
     tasks = [task_id] if kind == SCORE_QUEUE else task_id  # a scoring job takes a batch
-    return Queue(kind, connection=conn).enqueue_job(_task_job(conn, kind, tasks, job_id, settings))
+    job = _task_job(conn, kind, tasks, job_id, settings)
+    return Queue(kind, connection=conn).enqueue_job(job, pipeline=pipeline)
 
 
-def start_task(store, kind: str, task_id: int, job_id: str, settings: Settings) -> None:
-    """Start a new task's work: a resize job on its queue now; a scoring task's first call is
-    made due at once, so the dispatcher batches first calls as it batches polls."""
+def start_task(store, kind: str, task_id: int, job_id: str, settings: Settings,
+               pipeline: redis.client.Pipeline) -> None:
+    """Start a new task's work, when the caller executes `pipeline`: a resize job on its
+    queue; a scoring task's first call due at once, so the dispatcher batches first calls as
+    it batches polls."""
     if kind == SCORE_QUEUE:
-        store.update(task_id, due=time.time())
+        store.make_due(task_id, time.time(), pipeline)
     else:
-        enqueue_task(store.redis, kind, task_id, job_id, settings)
+        enqueue_task(store.redis, kind, task_id, job_id, settings, pipeline)
 
 
 def enqueue_scoring_batches(conn: redis.Redis, batches: dict[str, list[int]], settings: Settings) -> None:

@@ -10,6 +10,7 @@ channel's `error_task_class`.
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
 
@@ -72,6 +73,9 @@ def create_server(app, settings: Settings, port: int | None = None):
 
 def serve(app, settings: Settings) -> None:
     _allow_open_files(OPTIONS["connection_limit"] + SPARE_FILES)
+    # Waitress warns "Task queue depth is N" for every request that waits for a thread: under
+    # load, a line per request. The wait shows in the request's time on its access-log line.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     server = create_server(app, settings)
     server.print_listen("Serving on http://{}:{}")
     server.run()

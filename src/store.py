@@ -8,6 +8,7 @@ never race (no read-then-write from Python). Keys:
     pt:task:<N>              hash: kind, owner, state, progress, result, error_*, job_id, ...
     pt:dedupe:<sha256>       task number that holds this (user, kind, settings, photo)
     pt:photo:<sha256>        set of task numbers that use this stored photo
+    pt:photo_lock:<sha256>   held while that photo's file is removed or put in place
     pt:result_files          set of result file names that tasks name
     pt:active                zset: waiting task -> when the sweep should look at it (its lease)
     pt:deadline              zset: waiting scoring task -> its SCORER_DEADLINE
@@ -46,8 +47,9 @@ WAITING = ("queued", "running")
 READY, FAILED = "ready", "failed"
 
 # Claim a dedupe entry, or report the live task that already holds it (with its result).
-# A new task is waiting from the start, with its first job's id and its lease.
-# KEYS: dedupe, sequence, active, deadline.
+# A new task is waiting from the start, with its first job's id and its lease, and is a
+# user of its photo; the answer says whether the photo's lock was held at that moment.
+# KEYS: dedupe, sequence, active, deadline, photo users, photo lock.
 # ARGV: task-key prefix, job-id suffix, lease end, deadline ('' = none), field/value pairs.
 _CLAIM = """
 local held = redis.call('GET', KEYS[1])
@@ -63,7 +65,8 @@ redis.call('HSET', ARGV[1] .. id, 'dedupe', KEYS[1], 'job_id', job, unpack(field
 redis.call('SET', KEYS[1], id)
 redis.call('ZADD', KEYS[3], ARGV[3], id)
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], id) end
-return {tostring(id), 'new', '', job}
+redis.call('SADD', KEYS[5], id)
+return {tostring(id), 'new', '', job, redis.call('EXISTS', KEYS[6])}
 """
 
 # Returns the task's state if a job may write to it, else false: it must still wait and, when
@@ -183,6 +186,7 @@ class Claim:
     state: str  # 'new' or the existing task's state
     result: Any = None  # the existing task's result, when it is ready
     job_id: str = ""  # a new task's first job, to be enqueued
+    photo_busy: bool = False  # the photo's lock was held when the new task was claimed
 
     @property
     def is_new(self) -> bool:
@@ -212,21 +216,29 @@ class Store:
     def photo_key(digest: str) -> str:
         return f"{PREFIX}photo:{digest}"
 
+    @staticmethod
+    def _photo_lock_key(digest: str) -> str:
+        return f"{PREFIX}photo_lock:{digest}"
+
     def _lease_end(self) -> float:
         return time.time() + self.lease
 
-    def claim(self, dedupe: str, deadline: float | None = None, **fields: Any) -> Claim:
+    def claim(self, dedupe: str, digest: str, deadline: float | None = None, **fields: Any) -> Claim:
         """Create a queued task for `dedupe`, unless a live task already holds it. The new
-        task names its first job (`job_id`), which the caller must then enqueue."""
+        task is a user of the photo `digest` and names its first job (`job_id`), which the
+        caller must then enqueue."""
         now = time.time()
-        fields = {"state": "queued", "progress": 0, "created_at": now, "updated_at": now, **fields}
+        fields = {"state": "queued", "progress": 0, "created_at": now, "updated_at": now, "digest": digest,
+                  **fields}
         if deadline is not None:
             fields["deadline"] = deadline
         args = [TASK_PREFIX, uuid.uuid4().hex[:12], self._lease_end(), "" if deadline is None else deadline,
                 *_pairs(fields)]
-        task_id, state, result, *job = self._claim(keys=[dedupe, SEQ_KEY, ACTIVE_KEY, DEADLINE_KEY], args=args)
-        return Claim(int(task_id), state.decode(), json.loads(result) if result else None,
-                     job[0].decode() if job else "")
+        keys = [dedupe, SEQ_KEY, ACTIVE_KEY, DEADLINE_KEY, self.photo_key(digest), self._photo_lock_key(digest)]
+        task_id, state, result, *new = self._claim(keys=keys, args=args)
+        if not new:
+            return Claim(int(task_id), state.decode(), json.loads(result) if result else None)
+        return Claim(int(task_id), state.decode(), job_id=new[0].decode(), photo_busy=bool(new[1]))
 
     def get(self, task_id: int) -> dict[str, str] | None:
         raw = self.redis.hgetall(self.task_key(task_id))
@@ -278,6 +290,10 @@ class Store:
         args = [TASK_PREFIX, self._lease_end(), *_pairs(job_ids)]
         return [int(t) for t in self._take_due(keys=[DUE_KEY, ACTIVE_KEY], args=args)]
 
+    def make_due(self, task_id: int, at: float, pipeline) -> None:
+        """A new task's first run is due at `at` (queued on `pipeline`)."""
+        pipeline.zadd(DUE_KEY, {task_id: at})
+
     def due_tasks(self, now: float, limit: int) -> list[int]:
         return [int(t) for t in self.redis.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)]
 
@@ -307,11 +323,9 @@ class Store:
 
     # --- files ----------------------------------------------------------------------------
     def photo_lock(self, digest: str):
-        """Serialises adding and dropping users of one stored photo with its file on disk."""
-        return self.redis.lock(f"{PREFIX}photo_lock:{digest}", timeout=30, blocking_timeout=10)
-
-    def add_photo_user(self, digest: str, task_id: int) -> None:
-        self.redis.sadd(self.photo_key(digest), task_id)
+        """Held while a stored photo's file is removed or put in place (see
+        lifecycle.keep_photo)."""
+        return self.redis.lock(self._photo_lock_key(digest), timeout=30, blocking_timeout=10)
 
     def drop_photo_user(self, digest: str, task_id: int) -> int:
         """Forget that `task_id` uses the photo; return how many tasks still do."""

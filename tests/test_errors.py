@@ -245,6 +245,13 @@ def test_supported_format_recognised_by_content(service, fmt):
     assert answer.json()["status"] == "received"
 
 
+def test_jpeg_with_bytes_after_its_end_marker_is_accepted(service):
+    """Some cameras append data after the end-of-image marker: the marker is searched for,
+    not only expected at the end."""
+    answer = service.post(noisy_photo("JPEG") + b"\0camera trailer" * 100, name=NAME)
+    assert answer.status_code == 202, answer.text
+
+
 def test_phone_multi_picture_jpeg_is_a_jpeg(service, scorer):
     """Phones write MPO: a JPEG with more pictures appended. Pillow names it apart."""
     buffer = io.BytesIO()

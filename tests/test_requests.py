@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -329,6 +330,29 @@ def test_delete_keeps_a_photo_another_task_uses(service):
     assert stored_photos(service) == kept
     assert service.delete(second).status_code == 200
     assert stored_photos(service) == set()
+
+
+def test_a_photo_sent_while_its_file_is_being_removed_is_kept(service, redis_client):
+    """A release that found no user left removes the file under the photo's lock; a task
+    claimed meanwhile puts its upload in place only after that, so the file stays."""
+    photo = make_photo(22)
+    digest = hashlib.sha256(photo).hexdigest()
+    first = create(service, photo)
+    assert service.wait_done(first).json()["status"] == "ready"
+    (stored,) = stored_photos(service)
+
+    with redis_client.lock(f"pt:photo_lock:{digest}", timeout=30):  # as the release does
+        redis_client.srem(f"pt:photo:{digest}", first)  # ... and finds no user left
+        answers = []
+        sender = threading.Thread(target=lambda: answers.append(service.post(photo, name="Bob Lee")))
+        sender.start()
+        wait_for(lambda: redis_client.scard(f"pt:photo:{digest}") == 1)  # the new task is claimed
+        os.unlink(os.path.join(service.settings.upload_dir, stored))  # the release removes the file
+    sender.join()
+
+    assert answers[0].status_code == 202, answers[0].text
+    assert stored_photos(service) == {stored}
+    assert service.wait_done(answers[0].json()["task"]).json()["status"] == "ready"
 
 
 def test_delete_waiting_task_stops_it(make_service, scorer):

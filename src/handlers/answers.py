@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -62,6 +63,7 @@ def _retry_after(ctx: Context, kind: str) -> str:
     return str(max(1, math.ceil(ctx.settings.scorer_retry_delay)))
 
 
+@functools.lru_cache(maxsize=4096)  # a task's times are asked for at every poll
 def _iso(timestamp: str) -> str:
     moment = datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

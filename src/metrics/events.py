@@ -1,6 +1,7 @@
 """The events the service counts where they happen (web process or worker), each recorded by a
 one-line hook in the code that makes it happen. Recording never breaks the work: when Redis
-refuses a count, the count is lost and a warning logged."""
+refuses a count, the count is lost and a warning logged. (A created task is counted in the
+round trip that enqueues its job, so that count stands or falls with the job.)"""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ RESIZES = SharedMetric(
 SHARED = (TASKS_CREATED, TASKS_FINISHED, SCORER_CALLS, RESIZES)
 
 
-def task_created(conn: redis.Redis, kind: str) -> None:
-    _record(conn, lambda pipe: TASKS_CREATED.add(pipe, (kind,)))
+def task_created(pipe: redis.client.Pipeline, kind: str) -> None:
+    """Count a new task in the pipeline that enqueues its job (one round trip for both)."""
+    TASKS_CREATED.add(pipe, (kind,))
 
 
 def task_finished(conn: redis.Redis, kind: str, outcome: str) -> None:
