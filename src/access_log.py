@@ -23,8 +23,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def start_logging() -> None:
     """Log at INFO to standard error, through a queue and a writing thread. Lines still in
-    the queue when the process is killed outright (SIGTERM, as waitress does not catch it)
-    are lost, as the answers to the requests in hand are."""
+    the queue are written when the process exits (SIGTERM included: src/graceful_exit.py);
+    only a process killed outright loses them, as it loses the answers in hand."""
     writer = logging.StreamHandler()
     writer.setFormatter(logging.Formatter(FORMAT))
     records: queue.SimpleQueue = queue.SimpleQueue()
