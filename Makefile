@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench bench-resize clean
+.PHONY: run test bench bench-resize soak clean
 
 run: $(VENV)/.runtime
 	$(PY) -m src.launcher
@@ -33,3 +33,8 @@ bench: $(VENV)/.dev
 
 bench-resize: $(VENV)/.dev
 	$(PY) bench/resize.py
+
+# Minutes of mixed load on `make run` while its parts are killed; see docs/reliability.md.
+DURATION ?= 180
+soak: $(VENV)/.dev
+	$(PY) bench/soak.py --duration $(DURATION)

@@ -150,10 +150,11 @@ class Launched(Client):
 
     def scorer(self, endpoint: str, **settings) -> requests.Response:
         """A call to a control endpoint of the simulator the launcher started: GET, or POST
-        with `settings`."""
+        with `settings` (and for the endpoints that only take POST: `_forget`, `_reset`)."""
         port = self.child("src.simulator").cmdline()[-1]  # `--port N` comes last
         url = f"http://127.0.0.1:{port}/{endpoint}"
-        answer = requests.post(url, json=settings, timeout=5) if settings else requests.get(url, timeout=5)
+        post = settings or endpoint in ("_forget", "_reset")
+        answer = requests.post(url, json=settings, timeout=5) if post else requests.get(url, timeout=5)
         answer.raise_for_status()
         return answer
 

@@ -1,0 +1,54 @@
+"""The processes of a running launcher (`tests/harness.Launched`) that the fault benches
+kill, each found the way an operator would: by command line, by process group, by what RQ
+says a worker is doing. Shared by bench/soak.py and bench/faults.py."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+from rq import Worker
+
+
+def hunt(find, timeout: float, step: float = 0.005):
+    """Call `find` until it returns a process; that process, or None after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = find()
+        except (psutil.Error, OSError):
+            found = None  # a process went away while we looked
+        if found:
+            return found
+        time.sleep(step)
+    return None
+
+
+def work_horse(launched) -> psutil.Process | None:
+    """A resize work horse: the child of a worker that RQ forked into a process group of its
+    own (a worker's other child, RQ's scheduler, stays in the worker's group)."""
+    for worker in launched.children("src.worker"):
+        for child in worker.children():
+            if os.getpgid(child.pid) == child.pid:
+                return child
+    return None
+
+
+def scoring_worker(launched) -> psutil.Process | None:
+    """A worker process in the middle of a scoring run (scoring runs in the worker process
+    itself, one scorer call each): RQ has it busy on a job of the `score` queue."""
+    pids = {child.pid for child in launched.children("src.worker")}
+    for worker in Worker.all(connection=launched.redis):
+        if worker.pid not in pids or worker.get_state() != "busy":
+            continue
+        job = worker.get_current_job()
+        if job is not None and job.func_name.endswith("score_task"):
+            return psutil.Process(worker.pid)
+    return None
+
+
+def kill(process: psutil.Process) -> int:
+    """kill -9 one process (not its children); its pid."""
+    process.kill()
+    return process.pid
