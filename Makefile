@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench bench-resize soak clean
+.PHONY: run test bench bench-resize bench-faults soak clean
 
 run: $(VENV)/.runtime
 	$(PY) -m src.launcher
@@ -33,6 +33,10 @@ bench: $(VENV)/.dev
 
 bench-resize: $(VENV)/.dev
 	$(PY) bench/resize.py
+
+# Time to recover from each fault of "What survives what"; see docs/reliability.md.
+bench-faults: $(VENV)/.dev
+	$(PY) bench/faults.py
 
 # Minutes of mixed load on `make run` while its parts are killed; see docs/reliability.md.
 DURATION ?= 180

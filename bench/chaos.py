@@ -10,6 +10,14 @@ import time
 import psutil
 from rq import Worker
 
+from harness import alive, noisy_photo
+
+
+def big_resize(seed: int) -> tuple[bytes, dict[str, str]]:
+    """A photo and resize settings that keep a work horse busy for a second or so (a large
+    PNG of noise made into a large PNG): long enough to be caught mid-resize."""
+    return noisy_photo("PNG", (3000, 2000), seed), {"width": "2400", "format": "png"}
+
 
 def hunt(find, timeout: float, step: float = 0.005):
     """Call `find` until it returns a process; that process, or None after `timeout`."""
@@ -35,16 +43,27 @@ def work_horse(launched) -> psutil.Process | None:
     return None
 
 
-def scoring_worker(launched) -> psutil.Process | None:
-    """A worker process in the middle of a scoring run (scoring runs in the worker process
-    itself, one scorer call each): RQ has it busy on a job of the `score` queue."""
+def scoring_worker(launched, held: float = 0.3) -> psutil.Process | None:
+    """A worker process in the middle of a scoring call that the scorer holds (its `slow`
+    fault): RQ has it busy on a job of the `score` queue (scoring runs in the worker process
+    itself), and still on the same job `held` seconds later, when an ordinary run would
+    have ended long before."""
+    first = _scoring_run(launched)
+    if first is None:
+        return None
+    time.sleep(held)
+    return first[0] if _scoring_run(launched) == first else None
+
+
+def _scoring_run(launched) -> tuple[psutil.Process, str] | None:
+    """A live worker of the launcher that RQ says is running a scoring job, and that job."""
     pids = {child.pid for child in launched.children("src.worker")}
     for worker in Worker.all(connection=launched.redis):
-        if worker.pid not in pids or worker.get_state() != "busy":
+        if worker.pid not in pids or not alive(worker.pid) or worker.get_state() != "busy":
             continue
         job = worker.get_current_job()
         if job is not None and job.func_name.endswith("score_task"):
-            return psutil.Process(worker.pid)
+            return psutil.Process(worker.pid), job.id
     return None
 
 

@@ -11,6 +11,7 @@ import time
 
 import requests
 
+import chaos
 from harness import Client, noisy_photo
 from soak_ledger import Ask, Ledger, Task
 
@@ -146,11 +147,10 @@ class Load:
         return Ask("resize", noisy_photo("JPEG", size, seed), fields, f"photo{seed}.jpg", "image/jpeg")
 
     def big_resize(self) -> None:
-        """A resize that keeps its work horse busy for a second or so: a large PNG of noise
-        made into a large PNG (for the chaos loop, which kills the horse)."""
+        """A resize long enough for the chaos loop to kill its work horse mid-resize."""
         seed = self._seed()
-        self.submit(Ask("resize", noisy_photo("PNG", (3000, 2000), seed), {"width": "2400", "format": "png"},
-                        f"big{seed}.png", "image/png"))
+        photo, fields = chaos.big_resize(seed)
+        self.submit(Ask("resize", photo, fields, f"big{seed}.png", "image/png"))
 
     # --- following --------------------------------------------------------------------------
     def _follow_loop(self) -> None:
