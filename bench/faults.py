@@ -272,7 +272,10 @@ def start(tmp: str, name: str, **env: str) -> Launched:
     return launched
 
 
-def stop(launched: Launched) -> None:
+def stop(launched: Launched, failed: bool) -> None:
+    """SIGTERM; after a scenario failed, the end of the launcher's log first."""
+    if failed:
+        print("\nthe launcher's log ends:\n" + launched.log()[-4000:])
     launched.process.send_signal(signal.SIGTERM)
     launched.process.wait(30)
 
@@ -288,18 +291,18 @@ def main() -> None:
     print("make run with default settings" + "".join(f", {k}={v}" for k, v in env.items()))
     summary = []
     with tempfile.TemporaryDirectory(prefix="faults-") as tmp:
-        launched = start(tmp, "main", **env)
-        try:
-            for name in (n for n in names if n != "deadline"):
-                summary += run(name, launched, args.repeat)
-        finally:
-            stop(launched)
-        if "deadline" in names:
-            launched = start(tmp, "deadline", SCORER_DEADLINE=str(DEADLINE), **env)
+        runs = [("main", env, [n for n in names if n != "deadline"]),
+                ("deadline", {**env, "SCORER_DEADLINE": str(DEADLINE)}, [n for n in names if n == "deadline"])]
+        for folder, settings, scenarios in runs:
+            if not scenarios:
+                continue
+            launched, failed = start(tmp, folder, **settings), True
             try:
-                summary += run("deadline", launched, args.repeat)
+                for name in scenarios:
+                    summary += run(name, launched, args.repeat)
+                failed = False
             finally:
-                stop(launched)
+                stop(launched, failed)
     print("\nsummary (seconds after the fault):\n" + "\n".join(summary))
 
 
