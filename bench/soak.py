@@ -191,19 +191,53 @@ def supervisor_summary(log: str, killed_children: int) -> list[str]:
     rerun = len(re.findall(r"was lost; running it again", log))
     failed = len(re.findall(r"its job was lost \d+ times; failing it", log))
     lines.append(f"sweep: {rerun} lost jobs run again, {failed} tasks failed after 3 losses")
-    exceptions = collections.Counter(_exception_after(log, match.end())
-                                     for match in re.finditer(r"Traceback \(most recent call last\):", log))
-    lines.append(f"tracebacks in the children's logs: {sum(exceptions.values())}"
-                 + "".join(f"\n    {count:4}  {name}" for name, count in exceptions.most_common(8)))
+    quits = len(re.findall(r"found an unhandled exception, quitting", log))
+    schedulers = len(re.findall(r"Scheduler \[PID \d+\] raised an exception", log))
+    lines.append(f"RQ: {quits} worker loops ended by an error (src.worker then starts a new one), "
+                 f"{schedulers} scheduler processes died")
+    chains = _traceback_chains(log)
+    lines.append(f"tracebacks in the children's logs: {sum(chains.values())} (chained ones counted once), by the "
+                 "exception they end with:" + "".join(f"\n    {n:4}  {name}" for name, n in chains.most_common(8)))
     return lines
 
 
-def _exception_after(log: str, start: int) -> str:
-    """The exception a traceback ends with: its first unindented line."""
-    for line in log[start:start + 20000].splitlines()[1:]:
-        if line and not line.startswith((" ", "\t")):
+_CHAINED = re.compile(r"\n\n(?:During handling of the above exception, another exception occurred|"
+                      r"The above exception was the direct cause of the following exception):\n\nTraceback")
+
+
+def _traceback_chains(log: str) -> collections.Counter:
+    """Each chain of tracebacks (an exception raised while handling another), by the
+    exception it ends with."""
+    lines = _CHAINED.sub("\n~chained", log).splitlines()
+    ends: collections.Counter = collections.Counter()
+    for start, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last):"):
+            ends[_chain_end(lines, start + 1)] += 1
+    return ends
+
+
+def _chain_end(lines: list[str], at: int) -> str:
+    """The last exception of the chain from line `at`: an unindented line not followed by
+    another traceback of the chain."""
+    for number in range(at, min(len(lines), at + 1000)):
+        line = lines[number]
+        if line and not line.startswith((" ", "\t", "~chained")):
+            if number + 1 < len(lines) and lines[number + 1].startswith("~chained"):
+                continue
             return line.split(":", 1)[0][:80]
     return "?"
+
+
+def scheduler_line(client) -> str:
+    """Whether RQ's scheduler (which runs the finished tasks' expiry jobs) runs now: a
+    scheduler that died with Redis away leaves its lock until it expires."""
+    holder = client.get("rq:scheduler-lock:score")
+    if holder is None:
+        return "RQ scheduler: no one holds its lock now (a worker takes it within 30 s)"
+    pid = client.hget(b"rq:scheduler:" + holder, "pid")
+    running = bool(pid) and alive(int(pid))
+    return (f"RQ scheduler: lock held by {holder.decode()} (pid {pid and pid.decode()}, "
+            f"{'running' if running else 'gone'}); the lock expires in {client.ttl('rq:scheduler-lock:score')} s")
 
 
 def rss_summary(census: Census) -> str:
@@ -295,6 +329,7 @@ def soak(launched: Launched, census: Census, args, rng: random.Random) -> tuple[
         f"{kind} {count}" for kind, count in collections.Counter(k for _, k, _ in chaos_loop.events).items())]
     lines += ledger.report(launched.redis)
     lines += supervisor_summary(launched.log(), chaos_loop.killed_children)
+    lines.append(scheduler_line(launched.redis))
     lines.append(rss_summary(census))
     return lines, ledger.ok
 
