@@ -3,7 +3,8 @@
 Starts `python -m src.launcher` (what `make run` runs) under a temporary directory with its
 default settings (SWEEP_INTERVAL=5, SCORER_RETRY_DELAY=2, two workers; --sweep-interval
 changes the one that sets how fast a lost job is found), then runs each scenario --repeat
-times, one at a time, and prints every run and the median and maximum of each time:
+times, one at a time, and prints every run and the median and maximum of each time (in
+seconds from the fault):
 
 - a scoring run killed mid-call (kill -9 of the worker running it: scoring runs in the
   worker process), the scorer holding the call 5 s: until the job calls the scorer again,
@@ -15,6 +16,8 @@ times, one at a time, and prints every run and the median and maximum of each ti
 - the embedded valkey killed with 20 scoring tasks waiting (the scorer answers `wait` 3
   times): how long the web answered 503, and until all 20 are ready, next to the same 20
   tasks without the fault;
+- the embedded valkey stopped (SIGSTOP) for 10 s with 20 scoring tasks waiting, so that
+  every time to live in it (liveness keys, leases) runs out: until all 20 are ready;
 - the scorer forgetting its retry ids with 10 tasks waiting: until all 10 are ready, next
   to the same without the fault;
 - a scoring job lost 3 times (its worker killed mid-call each time): until the task fails
@@ -33,6 +36,7 @@ import argparse
 import hashlib
 import itertools
 import os
+import random
 import signal
 import statistics
 import sys
@@ -163,6 +167,19 @@ def valkey_killed(launched: Launched, fault: bool = True) -> tuple[dict, str]:
     return _many_waiting(launched, 20, lambda: chaos.kill(launched.child("valkey-server")) if fault else None)
 
 
+def valkey_hung(launched: Launched) -> tuple[dict, str]:
+    """SIGSTOP for HANG seconds, then SIGCONT: every key's time to live (workers' liveness
+    keys, tasks' leases) runs out meanwhile, as after a long outage."""
+    valkey = launched.child("valkey-server")
+
+    def hang() -> None:
+        valkey.send_signal(signal.SIGSTOP)
+        time.sleep(HANG)
+        valkey.send_signal(signal.SIGCONT)
+
+    return _many_waiting(launched, 20, hang)
+
+
 def scorer_forgot(launched: Launched, fault: bool = True) -> tuple[dict, str]:
     return _many_waiting(launched, 10, lambda: launched.scorer("_forget") if fault else None)
 
@@ -174,8 +191,8 @@ def _many_waiting(launched: Launched, count: int, fault) -> tuple[dict, str]:
     calls = len(launched.scorer("_calls").json())
     tasks = [post_score(launched) for _ in range(count)]
     chaos.hunt(lambda: len(launched.scorer("_calls").json()) >= calls + count, timeout=30, step=POLL)
-    fault()
     timer = Timer()
+    fault()
     ended = follow(launched, tasks, timeout=120, timer=timer, also={"web answers without 503": launched.answers})
     launched.scorer("_control", wait_rounds=0)
     return timer.times, outcome(ended["bodies"], count)
@@ -223,12 +240,15 @@ def deadline_with_nothing_running(launched: Launched) -> tuple[dict, str]:
 
 
 DEADLINE = 8
+HANG = 10
+PHASES = random.Random(7)
 SCENARIOS = {  # name: (function, what it is, runs at most)
     "scoring": (scoring_run_killed, "kill -9 of the worker running a scoring job, mid-call", None),
     "horse": (resize_horse_killed, "kill -9 of a resize work horse, mid-resize", None),
     "worker": (worker_killed, "kill -9 of a worker's main process while its horse resizes", None),
     "web": (web_killed, "kill -9 of the web server", None),
     "valkey": (valkey_killed, "kill -9 of the embedded valkey, 20 scoring tasks waiting", None),
+    "hang": (valkey_hung, f"valkey stopped (SIGSTOP) for {HANG} s, 20 scoring tasks waiting", None),
     "forget": (scorer_forgot, "the scorer forgets its retry ids, 10 scoring tasks waiting", None),
     "losses": (lost_three_times, "a scoring job lost 3 times (worker killed mid-call each time)", 1),
     "deadline": (deadline_with_nothing_running, f"SCORER_DEADLINE={DEADLINE}, all workers and the "
@@ -237,7 +257,10 @@ SCENARIOS = {  # name: (function, what it is, runs at most)
 BASELINES = {"valkey", "forget"}  # also run without the fault, in the same run
 
 
-def run(name: str, launched: Launched, repeat: int) -> list[str]:
+def run(name: str, launched: Launched, repeat: int, sweep_interval: float) -> list[str]:
+    """Run a scenario `repeat` times (and its baseline); its summary lines. Each run starts
+    at a random point of the sweep's cycle: a scenario that ended by a sweep would otherwise
+    start the next in step with the sweeps, and always measure the same case."""
     function, title, most = SCENARIOS[name]
     runs = min(repeat, most or repeat)
     print(f"\n{name}: {title}", flush=True)
@@ -246,6 +269,7 @@ def run(name: str, launched: Launched, repeat: int) -> list[str]:
             [("baseline, no fault", lambda l: function(l, fault=False))] if name in BASELINES else []):
         timings = []
         for number in range(1, runs + 1):
+            time.sleep(PHASES.uniform(0, sweep_interval))
             times, what = call(launched)
             timings.append(times)
             print(f"  {label} #{number}: " + ", ".join(f"{k} {_s(v)}" for k, v in times.items()) + f"; {what}",
@@ -299,7 +323,7 @@ def main() -> None:
             launched, failed = start(tmp, folder, **settings), True
             try:
                 for name in scenarios:
-                    summary += run(name, launched, args.repeat)
+                    summary += run(name, launched, args.repeat, args.sweep_interval or 5)
                 failed = False
             finally:
                 stop(launched, failed)
