@@ -10,7 +10,8 @@ import time
 import psutil
 from rq import Worker
 
-from harness import alive, noisy_photo
+from harness import noisy_photo
+from launched import alive
 
 
 def big_resize(seed: int) -> tuple[bytes, dict[str, str]]:
@@ -62,7 +63,7 @@ def _scoring_run(launched) -> tuple[psutil.Process, str] | None:
         if worker.pid not in pids or not alive(worker.pid) or worker.get_state() != "busy":
             continue
         job = worker.get_current_job()
-        if job is not None and job.func_name.endswith("score_task"):
+        if job is not None and job.func_name.startswith("src.jobs.score."):  # a run of one task or a batch
             return psutil.Process(worker.pid), job.id
     return None
 

@@ -50,7 +50,8 @@ import requests  # noqa: E402
 from rq import Worker  # noqa: E402
 
 import chaos  # noqa: E402
-from harness import Launched, files_under, noisy_photo  # noqa: E402
+from harness import files_under, noisy_photo  # noqa: E402
+from launched import Launched  # noqa: E402
 
 NAME = "Ann Lee"
 POLL = 0.05  # seconds between two GETs while timing

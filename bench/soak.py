@@ -43,7 +43,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspa
 import psutil  # noqa: E402
 
 import chaos  # noqa: E402
-from harness import Launched, alive, command_line  # noqa: E402
+from launched import Launched, alive, command_line  # noqa: E402
 from soak_ledger import Ledger  # noqa: E402
 from soak_load import Load  # noqa: E402
 

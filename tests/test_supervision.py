@@ -20,13 +20,14 @@ import requests
 from PIL import Image
 from rq import Worker
 
-import harness
-from harness import Client, alive, make_photo, wait_for
+import launched as make_run
+from harness import Client, make_photo, wait_for
+from launched import alive
 
 NAME = "Ann Lee"
 
 
-class Launched(harness.Launched):
+class Launched(make_run.Launched):
     """The launcher with two workers and short delays, and a way to follow a scoring task."""
 
     def __init__(self, tmp_path):
