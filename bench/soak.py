@@ -30,6 +30,7 @@ import collections
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,6 +274,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chaos-every", type=float, default=20, help="seconds between two kills")
     parser.add_argument("--settle", type=float, default=60, help="seconds the tasks get to end afterwards")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--log", default=os.path.join(ROOT, "var", "soak", "launcher.log"),
+                        help="where to keep the launcher's log (its children's output)")
     args = parser.parse_args()
     args.duration = min(max(args.duration, 10), 3600)
     args.settle = min(max(args.settle, 10), 600)
@@ -299,7 +302,9 @@ def main() -> int:
         finally:
             census.stop.set()
             stopped, clean = stop_launcher(launched, census)
-        print("\n".join([*lines, stopped]))
+            os.makedirs(os.path.dirname(args.log), exist_ok=True)
+            shutil.copy(launched.log_path, args.log)
+        print("\n".join([*lines, stopped, f"the launcher's log: {os.path.relpath(args.log)}"]))
         ok = ok and clean
         print("RESULT: " + ("OK" if ok else "FAILED"))
         return 0 if ok else 1
