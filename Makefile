@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench bench-resize clean dashboard screenshot
+.PHONY: run test bench bench-resize bench-faults soak clean dashboard screenshot
 
 run: $(VENV)/.runtime
 	$(PY) -m src.launcher
@@ -58,3 +58,12 @@ bench-memory: $(VENV)/.dev
 bench-http: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) bench/http.py
+
+# Time to recover from each fault of "What survives what"; see docs/reliability.md.
+bench-faults: $(VENV)/.dev
+	$(PY) bench/faults.py
+
+# Minutes of mixed load on `make run` while its parts are killed; see docs/reliability.md.
+DURATION ?= 180
+soak: $(VENV)/.dev
+	$(PY) bench/soak.py --duration $(DURATION)

@@ -11,8 +11,6 @@ import glob
 import io
 import os
 import signal
-import subprocess
-import sys
 import threading
 
 import psutil
@@ -22,85 +20,24 @@ import requests
 from PIL import Image
 from rq import Worker
 
-from harness import ROOT, Client, make_photo, wait_for
-from src.embedded_redis import free_port
-from src.processes import spawn
+import launched as make_run
+from harness import Client, make_photo, wait_for
+from launched import alive
 
 NAME = "Ann Lee"
 
 
-class Launched(Client):
-    """The running launcher: its children by command line, its Redis, its files."""
+class Launched(make_run.Launched):
+    """The launcher with two workers and short delays, and a way to follow a scoring task."""
 
     def __init__(self, tmp_path):
-        self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}/")
-        self.var_dir = str(tmp_path / "var")
-        self.upload_dir = str(tmp_path / "uploads")
-        self.log_path = str(tmp_path / "launcher.log")
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("REDIS_URL", "SCORER_URL", "API_KEYS")}
-        env.update(PORT=str(self.port), WORKERS="2", VAR_DIR=self.var_dir, UPLOAD_DIR=self.upload_dir,
-                   SCORER_RETRY_DELAY="0.2", SCORER_TIMEOUT="20")
-        with open(self.log_path, "ab") as log:
-            self.process = spawn([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=env,
-                                 stdout=log, stderr=subprocess.STDOUT)
-        self.redis: redis.Redis | None = None
-
-    def wait_ready(self) -> None:
-        wait_for(lambda: "[make run] ready:" in self.log(), timeout=30, step=0.1)
-        self.redis = redis.Redis.from_url(self.redis_url())
-
-    def answers(self) -> bool:
-        try:
-            return self.get(10**17).status_code == 404  # no such task: Redis answered too
-        except requests.ConnectionError:
-            return False
-
-    def redis_url(self) -> str:
-        with open(os.path.join(self.var_dir, "run", "redis.url")) as file:
-            return file.read().strip()
-
-    def children(self, command_part: str) -> list[psutil.Process]:
-        return [child for child in psutil.Process(self.process.pid).children()
-                if command_part in command_line(child)]
-
-    def child(self, command_part: str) -> psutil.Process:
-        [child] = self.children(command_part)
-        return child
-
-    def scorer(self, endpoint: str, **settings) -> requests.Response:
-        """A call to a control endpoint of the simulator the launcher started: GET, or POST
-        with `settings`."""
-        port = self.child("src.simulator").cmdline()[-1]  # `--port N` comes last
-        url = f"http://127.0.0.1:{port}/{endpoint}"
-        answer = requests.post(url, json=settings, timeout=5) if settings else requests.get(url, timeout=5)
-        answer.raise_for_status()
-        return answer
+        super().__init__(str(tmp_path), WORKERS="2", SCORER_RETRY_DELAY="0.2", SCORER_TIMEOUT="20")
 
     def score(self, seed: int, timeout: float = 30) -> dict:
         """A new scoring task, followed until it is no longer waiting."""
         answer = self.post(make_photo(seed), name=NAME)
         assert answer.status_code == 202, answer.text
         return self.wait_done(answer.json()["task"], timeout=timeout).json()
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as file:
-            return file.read()
-
-
-def command_line(process: psutil.Process) -> str:
-    try:
-        return " ".join(process.cmdline())
-    except psutil.Error:  # dead, not yet reaped by the launcher
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def replaced(launched: Launched, command_part: str, old_pid: int) -> bool:
