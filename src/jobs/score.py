@@ -76,12 +76,13 @@ def _guarded(run: Run, task_id: int) -> str:
     except redis.RedisError:
         raise
     except Exception:
+        task = run.store.waiting(task_id)
+        if task is None:  # deleted meanwhile, its photo with it: nothing went wrong
+            return "task gone"
         log.exception("scoring task %s raised", task_id)
-        task = run.store.get(task_id)
-        if task is not None:
-            lifecycle.fail_task(run.store, task_id, task["digest"], "internal_error",
-                                "the task could not be processed; the error is in the worker log",
-                                fence=run.fence)
+        lifecycle.fail_task(run.store, task_id, task["digest"], "internal_error",
+                            "the task could not be processed; the error is in the worker log",
+                            fence=run.fence)
         return "internal_error"
 
 
