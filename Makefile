@@ -57,7 +57,7 @@ bench-memory: $(VENV)/.dev
 .PHONY: bench-http
 bench-http: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
-	$(PY) bench/http.py
+	$(PY) bench/http_load.py
 
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev

@@ -6,7 +6,7 @@ target) with control characters and backslashes escaped, so no request can forge
 The web process's log lines are written by one thread of their own (`start_logging`): a
 handler that writes to its stream itself holds its lock through every write, and under load
 the request threads queue on that lock, which cost a GET more than half its CPU time
-(bench/http.py). Through a queue, a request thread only appends its record.
+(bench/http_load.py). Through a queue, a request thread only appends its record.
 """
 
 from __future__ import annotations

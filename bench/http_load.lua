@@ -1,11 +1,11 @@
--- wrk script of bench/http.py. Arguments after `--`:
+-- wrk script of bench/http_load.py. Arguments after `--`:
 --   get                                   GET the URL as given
 --   same <prefix file> <suffix file> <content type> <tag>
 --                                         POST prefix .. tag .. suffix, every time the same
 --   new  <prefix file> <suffix file> <content type> <run>
 --                                         POST prefix .. tag .. suffix with a tag unique to
 --                                         each request: <run> (8 characters), the thread, a counter
--- The tag fills a JPEG comment segment (bench/http.py makes the prefix end with its
+-- The tag fills a JPEG comment segment (bench/http_load.py makes the prefix end with its
 -- header), so every "new" body is a different photo. Each answer is counted by its status
 -- code and the "status" word of its JSON body; done() prints one JSON line.
 

@@ -11,7 +11,7 @@ configuration (`src.server.create_server`):
 - **one read**: a WSGI app that reads the task's hash with redis-py (HGETALL, from the
   service's valkey) and answers it as JSON: the floor of any GET that asks Redis.
 
-wrk (bench/http.lua) drives each with --connections keep-alive connections for --seconds,
+wrk (bench/http_load.lua) drives each with --connections keep-alive connections for --seconds,
 over loopback, three scenarios:
 
 - **POST new**: a ~200 KB JPEG for scoring, a different photo each request (a JPEG comment
@@ -27,29 +27,23 @@ median CPU time per request of the answering process (the service's web process,
 baseline). A POST new run also tells the CPU time per request of the rest of the service
 (workers, simulator, valkey, dispatcher), which shares the machine with the web process.
 
-    make bench-http    # = .venv/bin/python bench/http.py
+    make bench-http    # = .venv/bin/python bench/http_load.py
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-# Run as a script, this file's folder comes first on the import path, where its name would
-# hide the standard library's `http` (which requests and rq import): take the folder off.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [path for path in sys.path if os.path.abspath(path or ".") != HERE]
-
-import argparse  # noqa: E402  (and those below)
+import argparse
 import io
 import json
 import logging
+import os
 import secrets
 import shutil
 import signal
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -61,7 +55,7 @@ from PIL import Image
 from rq import Queue
 from werkzeug.wrappers import Request, Response
 
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from src.embedded_redis import free_port  # noqa: E402
@@ -70,8 +64,8 @@ from src.queues import QUEUES  # noqa: E402
 from src.server import create_server  # noqa: E402
 from src.settings import Settings  # noqa: E402
 
-LUA = os.path.join(ROOT, "bench", "http.lua")
-TAG_LENGTH = 22  # bench/http.lua: 8 characters of run, 2 of thread, 12 of counter
+LUA = os.path.join(ROOT, "bench", "http_load.lua")
+TAG_LENGTH = 22  # bench/http_load.lua: 8 characters of run, 2 of thread, 12 of counter
 PHOTO_SIZE = (960, 720)  # with the grain below, about 200 KB at quality 85
 
 
