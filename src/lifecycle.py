@@ -82,7 +82,7 @@ def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -
     if task is None:
         return None
     if task.get("job_id"):
-        queues.cancel(store.redis, task["job_id"])
+        queues.cancel(store.redis, task["job_id"], task_id)
     if task.get("digest"):
         release_files(store, upload_dir, task_id, task["digest"], task.get("result_file", ""))
     return task

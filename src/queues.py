@@ -102,12 +102,13 @@ def enqueue_sweeps(conn: redis.Redis, interval: float) -> None:
                       failure_ttl=24 * 3600, job_timeout=max(60, math.ceil(4 * interval)))
 
 
-def cancel(conn: redis.Redis, job_id: str) -> None:
-    """Cancel a queued job; a running one is left to finish (its writes are refused because
-    its task is gone)."""
+def cancel(conn: redis.Redis, job_id: str, task_id: int) -> None:
+    """Cancel the queued job of task `task_id`. A running one is left to finish, and a
+    scoring job that also carries other tasks' runs is left for them: either way the run for
+    this task finds it gone and does nothing."""
     try:
         job = Job.fetch(job_id, connection=conn)
-        if job.get_status() in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        if job.args[0] in (task_id, [task_id]) and job.get_status() == JobStatus.QUEUED:
             job.cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass

@@ -8,6 +8,7 @@ within a few seconds instead of the default ~25 s.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
@@ -165,3 +166,22 @@ def test_a_redis_that_refuses_writes_gets_503_not_500(own_redis, scorer, tmp_pat
     finally:
         service.stop()
         client.close()
+
+
+def test_deleting_a_task_leaves_the_others_in_its_batch_running(make_service, scorer, redis_client):
+    """Two tasks due together share one scoring job; deleting one must not cancel the
+    other's run (it would only come back through the sweep, counted as a loss)."""
+    service = make_service(workers=0)
+    service.stop_workers()  # no dispatcher yet: both tasks wait on `pt:due`
+    photos = [make_photo(500), make_photo(501)]
+    first, second = (start_task(service, photo) for photo in photos)
+    service.start_workers(0)  # the dispatcher alone: one job for both, left queued
+    job = wait_until(lambda: len({redis_client.hget(f"pt:task:{t}", "job_id") for t in (first, second)}) == 1
+                     and redis_client.hget(f"pt:task:{first}", "job_id"), timeout=10)
+    assert job and redis_client.zscore("pt:due", second) is None
+
+    assert service.delete(first).status_code == 200
+    service.start_workers(1)
+    assert_ready(service, second, photos[1], timeout=10)
+    assert redis_client.hget(f"pt:task:{second}", "losses") is None
+    assert [call["files"]["photo"]["sha256"] for call in scorer.calls()] == [hashlib.sha256(photos[1]).hexdigest()]
