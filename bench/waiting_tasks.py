@@ -25,7 +25,6 @@ import itertools
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from src.embedded_redis import free_port  # noqa: E402
+from src.launcher import _listening_on  # noqa: E402
 
 
 def photo(seed: int) -> bytes:
@@ -50,17 +50,6 @@ def photo(seed: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG")
     return buffer.getvalue()
-
-
-def wait_for_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 class Stack:
@@ -80,8 +69,8 @@ class Stack:
         self.log = open(os.path.join(tmp, "launcher.log"), "wb")
         self.launcher = subprocess.Popen([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=env,
                                          stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_port(self.sim_port)
-        wait_for_port(self.port)
+        _listening_on(self.sim_port, "the simulator")(self.simulator)
+        _listening_on(self.port, "the service", timeout=60)(self.launcher)
         with open(os.path.join(tmp, "var", "run", "redis.url")) as url_file:
             self.redis = redis.Redis.from_url(url_file.read().strip())
 

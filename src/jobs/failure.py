@@ -29,11 +29,16 @@ def mark_task_failed(job, connection, exc_type, exc_value, traceback) -> None:
     settings = current_settings()
     store = Store(connection, settings.task_ttl, settings.lease)
     for task_id in task_ids:
-        task = store.get(task_id)
+        task = store.waiting(task_id)
         if task is not None:
-            lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
-                                "the task could not be processed; the error is in the worker log",
-                                task.get("result_file", ""), fence=job.id)
+            fail_as_bug(store, task_id, task, job.id)
+
+
+def fail_as_bug(store: Store, task_id: int, task: dict, fence: str) -> None:
+    """End a waiting task whose run raised, with `internal_error` (the details are logged)."""
+    lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
+                        "the task could not be processed; the error is in the worker log",
+                        task.get("result_file", ""), fence=fence)
 
 
 def _task_ids(job) -> list[int]:

@@ -26,6 +26,7 @@ from .. import lifecycle, photos
 from ..settings import Settings, current_settings
 from ..store import Store
 from . import running
+from .failure import fail_as_bug
 from .scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,7 @@ def _guarded(run: Run, task_id: int) -> str:
         if task is None:  # deleted meanwhile, its photo with it: nothing went wrong
             return "task gone"
         log.exception("scoring task %s raised", task_id)
-        lifecycle.fail_task(run.store, task_id, task["digest"], "internal_error",
-                            "the task could not be processed; the error is in the worker log",
-                            fence=run.fence)
+        fail_as_bug(run.store, task_id, task, run.fence)
         return "internal_error"
 
 
