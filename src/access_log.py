@@ -3,37 +3,82 @@
 Everything a client controls is logged as it came (the raw, still percent-encoded request
 target) with control characters and backslashes escaped, so no request can forge a line.
 
-The web process's log lines are written by one thread of their own (`start_logging`): a
-handler that writes to its stream itself holds its lock through every write, and under load
-the request threads queue on that lock, which cost a GET more than half its CPU time
-(bench/http_load.py). Through a queue, a request thread only appends its record.
+The web process's log lines are written in batches (`start_logging`). A handler that writes
+each line itself holds its lock through every write, and request threads queue on it; one
+that hands each line to a writer thread wakes that thread for every request. Under load
+either costs a GET more CPU than the rest of the request (bench/http_load.py): every wake-up
+and every write hands Python's lock between threads. Here a request thread only formats its
+line and appends it to a list; a writer thread writes what has gathered every
+`FLUSH_INTERVAL`, in one write. A warning or an error is written at once, with the lines
+before it.
 """
 
 from __future__ import annotations
 
-import atexit
+import collections
 import logging
-import queue
-from logging.handlers import QueueHandler, QueueListener
+import sys
+import threading
 from urllib.parse import quote
 
 log = logging.getLogger("photo_tasks")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FLUSH_INTERVAL = 0.1
+
+
+class BatchedLines(logging.Handler):
+    """Lines gathered by any thread, written to `stream` by one thread every `interval`
+    seconds and when a warning or worse arrives; `logging.shutdown` (at exit) writes the
+    rest. Lines still gathered when the process is killed outright are lost, as are the
+    answers in hand."""
+
+    def __init__(self, stream, interval: float = FLUSH_INTERVAL):
+        super().__init__()
+        self.stream = stream
+        self.interval = interval
+        self.lines: collections.deque[str] = collections.deque()
+        self.writing = threading.Lock()
+        self.closed = threading.Event()
+        threading.Thread(target=self._write_every_interval, name="log-writer", daemon=True).start()
+
+    def createLock(self):
+        self.lock = None  # appending to a deque is atomic: no lock for request threads to queue on
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            self.handleError(record)
+        if record.levelno >= logging.WARNING:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.writing:
+            lines = [self.lines.popleft() for _ in range(len(self.lines))]
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.flush()
+        super().close()
+
+    def _write_every_interval(self) -> None:
+        while not self.closed.wait(self.interval):
+            self.flush()
 
 
 def start_logging() -> None:
-    """Log at INFO to standard error, through a queue and a writing thread. Lines still in
-    the queue are written when the process exits (SIGTERM included: src/graceful_exit.py);
-    only a process killed outright loses them, as it loses the answers in hand."""
-    writer = logging.StreamHandler()
-    writer.setFormatter(logging.Formatter(FORMAT))
-    records: queue.SimpleQueue = queue.SimpleQueue()
-    listener = QueueListener(records, writer)
-    enqueue = QueueHandler(records)
-    enqueue.setFormatter(logging.Formatter("%(message)s"))  # the writer's formatter makes the line
-    logging.basicConfig(level=logging.INFO, handlers=[enqueue])
-    listener.start()
-    atexit.register(listener.stop)
+    """Log at INFO to standard error, in batches. Lines not yet written are written when the
+    process exits (SIGTERM included: src/graceful_exit.py)."""
+    # What a record would otherwise look up at every line and no line of ours shows: the
+    # logging HOWTO's "Optimization" settings.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler = BatchedLines(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 def log_answer(request_id: str, client: str, method: str, target: str, status: int, seconds: float) -> None:
