@@ -9,6 +9,7 @@ file). The job decodes the photo in full; one that fails there ends its task wit
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import warnings
@@ -75,6 +76,35 @@ def inspect(path: str, max_pixels: int) -> ImageInfo:
     except Exception as exc:  # Damaged, or any parser failure: a damaged file
         raise ApiError(422, "corrupt_image", f"photo is corrupt or truncated: {exc}", "photo") from None
     return info
+
+
+class KnownPhotos:
+    """What `inspect` found in photos this process has already accepted, by their SHA-256:
+    the same bytes always get the same answer, so a photo sent again (a dedupe hit, a
+    client's retry) is not opened and read again. At most `size` are kept, the least
+    recently used dropped first."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self.infos: collections.OrderedDict[tuple[str, int], ImageInfo] = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def inspect(self, digest: str, path: str, max_pixels: int) -> ImageInfo:
+        key = (digest, max_pixels)
+        with self.lock:
+            info = self.infos.get(key)
+            if info is not None:
+                self.infos.move_to_end(key)
+                return info
+        info = inspect(path, max_pixels)
+        with self.lock:
+            self.infos[key] = info
+            if len(self.infos) > self.size:
+                self.infos.popitem(last=False)
+        return info
+
+
+known_photos = KnownPhotos()
 
 
 def _check_size(info: ImageInfo, max_pixels: int) -> None:

@@ -56,12 +56,13 @@ def _parse(request: Request, max_upload_bytes: int):
 
 
 def _photo(ctx: Context, files) -> tuple[FileStorage, images.ImageInfo]:
-    """The uploaded photo, spooled to disk, and what Pillow makes of it."""
+    """The uploaded photo, spooled to disk and hashed, and what Pillow makes of it."""
     photo = files.get("photo")
     if photo is None:
         raise ApiError(400, "missing_field", "photo is required (a file part)", "photo")
     photo.stream.close()  # the HashingFile the request spooled it to
-    return photo, images.inspect(photo.stream.path, ctx.settings.max_image_pixels)
+    spool = photo.stream
+    return photo, images.known_photos.inspect(spool.digest, spool.path, ctx.settings.max_image_pixels)
 
 
 def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.ImageInfo) -> Response:
