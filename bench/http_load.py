@@ -27,7 +27,12 @@ median CPU time per request of the answering process (the service's web process,
 baseline). A POST new run also tells the CPU time per request of the rest of the service
 (workers, simulator, valkey, dispatcher), which shares the machine with the web process.
 
-    make bench-http    # = .venv/bin/python bench/http_load.py
+With --pin, the answering process (the web process, or the baseline) has CPU 0 to itself,
+and wrk and the rest of the service share the others: the comparison is then of the web
+process's own cost, which the scheduler's placement of a dozen processes on a few cores
+otherwise blurs (unpinned, hello alone can vary threefold between runs on two cores).
+
+    make bench-http    # = .venv/bin/python bench/http_load.py   (add --pin: see above)
 """
 
 from __future__ import annotations
@@ -149,6 +154,7 @@ class Baseline:
                                          *options], cwd=ROOT)
         _listening_on(self.port, f"the {kind} baseline")(self.process)
         self.server = psutil.Process(self.process.pid)
+        pin(self.server, ANSWERING_CPUS)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -220,9 +226,29 @@ class Service:
 
 
 # --- wrk -----------------------------------------------------------------------------------
+# --- where processes run ------------------------------------------------------------------
+ANSWERING_CPUS: set[int] | None = None  # with --pin: {0}
+OTHER_CPUS: set[int] | None = None  # with --pin: every other CPU
+
+
+def pin(process: psutil.Process, cpus: set[int] | None) -> None:
+    """Every thread of `process` (affinity is per thread; new ones inherit it) onto `cpus`."""
+    if cpus is not None:
+        for thread in process.threads():
+            os.sched_setaffinity(thread.id, cpus)
+
+
+def pin_service(service: "Service") -> None:
+    launcher = psutil.Process(service.process.pid)
+    for process in [launcher, *launcher.children(recursive=True)]:
+        pin(process, ANSWERING_CPUS if process.pid == service.server.pid else OTHER_CPUS)
+
+
 def wrk(url: str, seconds: int, connections: int, args: list[str]) -> dict:
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", LUA, url, "--", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    on_other_cpus = (lambda: os.sched_setaffinity(0, OTHER_CPUS)) if OTHER_CPUS else None
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True,
+                          preexec_fn=on_other_cpus)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["rate"] = result["requests"] / result["seconds"]
     return result
@@ -276,6 +302,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3, help="length of one run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="the service's WORKERS")
+    parser.add_argument("--pin", action="store_true", help="the answering process alone on CPU 0, the rest elsewhere")
     for hidden in ("--serve", "--port", "--folder", "--redis-url", "--key"):  # a baseline's process
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -283,18 +310,26 @@ def main() -> None:
         return serve_baseline(args)
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: `make bench-http` installs it (apt-get install wrk)")
+    if args.pin:
+        global ANSWERING_CPUS, OTHER_CPUS
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            sys.exit("--pin needs at least 2 CPUs")
+        ANSWERING_CPUS, OTHER_CPUS = {cpus[0]}, set(cpus[1:])
 
     tmp = tempfile.mkdtemp(prefix="bench-http-")
     started = []
     try:
         service = Service(tmp, args.workers)
         started.append(service)
+        pin_service(service)
         os.makedirs(os.path.join(tmp, "upload"))
         hello_app, upload_app = Baseline("hello", "hello"), Baseline("upload", "parse+save", "--folder", os.path.join(tmp, "upload"))
         started += [hello_app, upload_app]
         body = Body(photo(), tmp)
         print(f"photo {len(body.with_tag('x' * TAG_LENGTH)):,} bytes on the wire; {args.connections} connections, "
-              f"{args.rounds} rounds of {args.seconds} s; service with {args.workers} workers")
+              f"{args.rounds} rounds of {args.seconds} s; service with {args.workers} workers"
+              + (f"; answering process on CPU {ANSWERING_CPUS}, the rest on {OTHER_CPUS}" if args.pin else ""))
 
         # The service takes two tags as two photos, and answers the same one from its task.
         first, second = (service.post(body.with_tag(tag * TAG_LENGTH), body.content_type) for tag in "ab")
