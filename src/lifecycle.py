@@ -41,26 +41,24 @@ def drop_result_file(store: Store, upload_dir: str, name: str) -> None:
     store.unname_result_file(name)
 
 
-def finish_task(store: Store, task_id: int, digest: str, result, result_file: str = "", fence: str = "") -> bool:
+def finish_task(store: Store, task_id: int, result, result_file: str = "", fence: str = "") -> bool:
     """A waiting task is ready; its files go when its keys expire. False when the write is
     refused (the task was deleted, or its job replaced): then the caller still owns
     `result_file`."""
-    kind = store.finish(task_id, result, fence)
+    kind = store.finish(task_id, result, fence, result_file)
     if kind is None:
         return False
     metrics.task_finished(store.redis, kind, "ready")
-    queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 
 
-def fail_task(store: Store, task_id: int, digest: str, code: str, message: str,
+def fail_task(store: Store, task_id: int, code: str, message: str,
               result_file: str = "", fence: str = "") -> bool:
     """A waiting task failed; its files (a partial result too) go when its keys expire."""
-    kind = store.fail(task_id, code, message, fence)
+    kind = store.fail(task_id, code, message, fence, result_file)
     if kind is None:
         return False
     metrics.task_finished(store.redis, kind, code)
-    queues.schedule_expiry(store.redis, task_id, digest, store.task_ttl, result_file)
     return True
 
 
@@ -72,7 +70,15 @@ def fail_overdue(store: Store, task_id: int, task: dict, deadline_seconds: float
     message = f"the scorer gave no result within {deadline_seconds:g} s"
     if int(task.get("faults", 0)):
         message += f" (last error: {task['last_fault']})"
-    return fail_task(store, task_id, task["digest"], "scorer_timeout", message)
+    return fail_task(store, task_id, "scorer_timeout", message)
+
+
+def expire_task(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str) -> None:
+    """The end of a finished task's time to live: its keys have expired in Redis by
+    themselves (or go now); its files go with them."""
+    store.remove(task_id)
+    release_files(store, upload_dir, task_id, digest, result_file)
+    store.forget_ended(task_id)
 
 
 def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:

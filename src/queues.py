@@ -3,8 +3,8 @@
 Job functions are named by their import path, so the web process never imports the job
 code (and its scorer client). A scoring task's later runs are not put on RQ's scheduler
 (whole seconds only): the task waits on `pt:due` and the dispatcher enqueues its job on time
-(src/dispatcher.py). RQ's scheduler keeps what may come a second late: the end of a finished
-task's time to live.
+(src/dispatcher.py). The end of a finished task's time to live is no job either: the sweep
+removes its files (src/jobs/sweep.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from datetime import datetime, timezone
 
 import redis
 from rq import Callback, Queue
@@ -27,7 +26,6 @@ QUEUES = (SCORE_QUEUE, RESIZE_QUEUE)
 
 JOBS = {SCORE_QUEUE: "src.jobs.score.score_tasks", RESIZE_QUEUE: "src.jobs.resize.resize_task"}
 RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
-_EXPIRE_JOB = "src.jobs.expire.expire_task"
 _SWEEP_JOBS = ("src.jobs.sweep.sweep_tasks", "src.jobs.sweep.sweep_files")
 _ON_FAILURE = Callback("src.jobs.failure.mark_task_failed")
 _SWEEP_TICK = "pt:sweep_tick"
@@ -78,14 +76,6 @@ def _task_job(conn: redis.Redis, kind: str, tasks: int | list[int], job_id: str,
     return Queue(kind, connection=conn).create_job(
         JOBS[kind], args=(tasks,), job_id=job_id, description=description,
         timeout=math.ceil(timeout), result_ttl=3600, failure_ttl=7 * 24 * 3600, on_failure=_ON_FAILURE)
-
-
-def schedule_expiry(conn: redis.Redis, task_id: int, digest: str, after: float, result_file: str = "") -> Job:
-    """Forget a finished task's files when its time to live ends (its keys expire in Redis)."""
-    at = datetime.fromtimestamp(math.ceil(time.time() + after), tz=timezone.utc)
-    return Queue(SCORE_QUEUE, connection=conn).enqueue_at(
-        at, _EXPIRE_JOB, task_id, digest, result_file,
-        description=f"expire task {task_id}", result_ttl=0, failure_ttl=24 * 3600)
 
 
 def enqueue_sweeps(conn: redis.Redis, interval: float) -> None:

@@ -13,6 +13,11 @@ never race (no read-then-write from Python). Keys:
     pt:active                zset: waiting task -> when the sweep should look at it (its lease)
     pt:deadline              zset: waiting scoring task -> its SCORER_DEADLINE
     pt:due                   zset: waiting scoring task -> when its next run is due
+    pt:expiring              zset: finished task -> when its time to live ends
+    pt:expiring_files        hash: finished task -> its files, as JSON [photo digest, result file]
+
+A finished task's keys expire in Redis by themselves; its files are removed by the sweep once
+its time on `pt:expiring` has come (src/jobs/sweep.py).
 
 A waiting task is always in `pt:active`. Every change to it pushes its lease on, so a task
 that is moving is never looked at; one that has not changed for a lease is checked by the
@@ -41,6 +46,8 @@ ACTIVE_KEY = PREFIX + "active"
 DEADLINE_KEY = PREFIX + "deadline"
 DUE_KEY = PREFIX + "due"
 RESULT_FILES_KEY = PREFIX + "result_files"
+EXPIRING_KEY = PREFIX + "expiring"
+EXPIRING_FILES_KEY = PREFIX + "expiring_files"
 TASK_PREFIX = PREFIX + "task:"
 
 WAITING = ("queued", "running")
@@ -102,23 +109,28 @@ if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1]) end
 return tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 """
 
-# Finish a waiting task (ready or failed) and start its time to live; it leaves every set
-# that keeps waiting tasks moving. Returns the task's kind, or false when refused.
-# KEYS: task, active, deadline, due.  ARGV: task number, fence, ttl, field/value pairs.
+# Finish a waiting task (ready or failed) and start its time to live: its keys expire, and its
+# files are put on `pt:expiring` for the sweep; it leaves every set that keeps waiting tasks
+# moving. Returns the task's kind, or false when refused.
+# KEYS: task, active, deadline, due, expiring, expiring files.
+# ARGV: task number, fence, ttl, when the ttl ends, result file ('' = none), field/value pairs.
 _FINISH = _WRITABLE + """
 if not writable(KEYS[1], ARGV[2]) then return false end
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'progress', 100, unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 local dedupe = redis.call('HGET', KEYS[1], 'dedupe')
 if dedupe then redis.call('EXPIRE', dedupe, ARGV[3]) end
 for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
+redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({redis.call('HGET', KEYS[1], 'digest') or '', ARGV[5]}))
 return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 """
 
 # Remove a task (and its dedupe entry if it still points at it); return its hash.
-# KEYS: task, active, deadline, due.  ARGV: task number, owner ('' = anyone may).
+# KEYS: task, active, deadline, due, expiring, expiring files.
+# ARGV: task number, owner ('' = anyone may).
 _REMOVE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
@@ -126,7 +138,8 @@ local task = redis.call('HGETALL', KEYS[1])
 local dedupe = redis.call('HGET', KEYS[1], 'dedupe')
 if dedupe and redis.call('GET', dedupe) == ARGV[1] then redis.call('DEL', dedupe) end
 redis.call('DEL', KEYS[1])
-for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('HDEL', KEYS[6], ARGV[1])
 return task
 """
 
@@ -260,24 +273,39 @@ class Store:
         now = self._update(keys=[self.task_key(task_id), ACTIVE_KEY, DUE_KEY], args=args)
         return None if now < 0 else now
 
-    def finish(self, task_id: int, result: Any, fence: str = "") -> str | None:
-        """End a waiting task as ready; its kind, or None when the write is refused."""
-        return self._end(task_id, fence, state=READY, result=json.dumps(result))
+    def finish(self, task_id: int, result: Any, fence: str = "", result_file: str = "") -> str | None:
+        """End a waiting task as ready; its kind, or None when the write is refused. Its
+        photo and `result_file` go when its time to live ends."""
+        return self._end(task_id, fence, result_file, state=READY, result=json.dumps(result))
 
-    def fail(self, task_id: int, code: str, message: str, fence: str = "") -> str | None:
+    def fail(self, task_id: int, code: str, message: str, fence: str = "", result_file: str = "") -> str | None:
         """End a waiting task as failed; its kind, or None when the write is refused."""
-        return self._end(task_id, fence, state=FAILED, error_code=code, error_message=message)
+        return self._end(task_id, fence, result_file, state=FAILED, error_code=code, error_message=message)
 
-    def _end(self, task_id: int, fence: str, **fields: Any) -> str | None:
+    def _end(self, task_id: int, fence: str, result_file: str, **fields: Any) -> str | None:
         now = time.time()
         fields.update(updated_at=now, finished_at=now)
-        args = [task_id, fence, self.task_ttl, *_pairs(fields)]
-        kind = self._finish(keys=[self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY], args=args)
+        args = [task_id, fence, self.task_ttl, now + self.task_ttl, result_file, *_pairs(fields)]
+        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY]
+        kind = self._finish(keys=keys, args=args)
         return kind.decode() if kind else None
+
+    def ended_tasks(self, now: float, limit: int) -> dict[int, tuple[str, str]]:
+        """Finished tasks whose time to live has ended, with their files (photo digest,
+        result file or '')."""
+        ended = self.redis.zrangebyscore(EXPIRING_KEY, "-inf", now, start=0, num=limit)
+        files = self.redis.hmget(EXPIRING_FILES_KEY, ended) if ended else []
+        return {int(task_id): tuple(json.loads(pair)) for task_id, pair in zip(ended, files)}
+
+    def forget_ended(self, task_id: int) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(EXPIRING_KEY, task_id)
+            pipe.hdel(EXPIRING_FILES_KEY, task_id)
+            pipe.execute()
 
     def remove(self, task_id: int, owner: str = "") -> dict[str, str] | None:
         """Delete a task if it exists (and belongs to `owner`, when given); return it."""
-        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY]
+        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY]
         flat = self._remove(keys=keys, args=[task_id, owner])
         if flat is None:
             return None

@@ -148,6 +148,32 @@ def test_waiting_tasks_finish_after_redis_is_killed_and_restarted(own_redis, sco
         service.stop()
 
 
+def test_a_finished_task_expires_on_time_after_redis_is_killed_and_restarted(own_redis, scorer, tmp_path):
+    """The end of a task's time to live is kept in Redis (`pt:expiring`, in its append-only
+    file) and acted on by the sweep, so it comes on time after a restart too."""
+    upload_dir = tmp_path / "uploads"
+    upload_dir.mkdir()
+    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir),
+                       "TASK_TTL": "4", "SWEEP_INTERVAL": "0.5"})
+    try:
+        service.start_workers(1)
+        photo = make_photo(310)
+        task = start_task(service, photo)
+        assert_ready(service, task, photo, timeout=30)
+        finished = time.monotonic()
+        assert leftovers(upload_dir)
+
+        own_redis.process.kill()
+        own_redis.process.wait()
+        own_redis.start()  # the same port, from its append-only file
+
+        assert wait_until(lambda: not leftovers(upload_dir), timeout=20), leftovers(upload_dir)
+        assert time.monotonic() - finished < 20
+        assert service.get(task).status_code == 404
+    finally:
+        service.stop()
+
+
 def test_a_redis_that_refuses_writes_gets_503_not_500(own_redis, scorer, tmp_path):
     """A replica (READONLY), like a server in protected mode (DENIED), is there but will not
     serve us: try again shortly, not a bug."""

@@ -36,7 +36,7 @@ def mark_task_failed(job, connection, exc_type, exc_value, traceback) -> None:
 
 def fail_as_bug(store: Store, task_id: int, task: dict, fence: str) -> None:
     """End a waiting task whose run raised, with `internal_error` (the details are logged)."""
-    lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
+    lifecycle.fail_task(store, task_id, "internal_error",
                         "the task could not be processed; the error is in the worker log",
                         task.get("result_file", ""), fence=fence)
 

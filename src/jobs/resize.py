@@ -44,12 +44,12 @@ def resize_task(task_id: int) -> str:
         image = resize(photos.photo_path(settings.upload_dir, task["digest"]), spec, path, report)
         result = {"url": results.url(name), "width": image.width, "height": image.height,
                   "format": spec.format, "bytes": image.bytes}
-        kept = lifecycle.finish_task(store, task_id, task["digest"], result, name, fence=running.fence())
+        kept = lifecycle.finish_task(store, task_id, result, name, fence=running.fence())
         return "ready" if kept else "task gone"
     except TaskGone:
         return "task gone"
     except CorruptImage as exc:
-        lifecycle.fail_task(store, task_id, task["digest"], "corrupt_image",
+        lifecycle.fail_task(store, task_id, "corrupt_image",
                             f"the photo could not be decoded: {exc}", name)
         return "corrupt image"
     finally:

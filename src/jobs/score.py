@@ -97,7 +97,7 @@ def _score(run: Run, task_id: int) -> str:
     polling = bool(task.get("retry_id"))
     answer = _call(task, settings)
     if answer.kind == READY:
-        lifecycle.finish_task(store, task_id, task["digest"], answer.result, fence=run.fence)
+        lifecycle.finish_task(store, task_id, answer.result, fence=run.fence)
         return "ready"
     if answer.kind == REJECTED:
         return _rejected(run, task_id, task, answer, polling)
@@ -129,7 +129,7 @@ def _rejected(run: Run, task_id: int, task: dict, answer: Answer, polling: bool)
     message = f"the scorer rejected the task ({answer.detail})"
     if polling:
         message += f"; it had forgotten the task {MAX_RESTARTS} times before"
-    lifecycle.fail_task(run.store, task_id, task["digest"], "scorer_rejected", message, fence=run.fence)
+    lifecycle.fail_task(run.store, task_id, "scorer_rejected", message, fence=run.fence)
     return "scorer_rejected"
 
 

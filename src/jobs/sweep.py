@@ -6,8 +6,9 @@
 - a task whose job is gone (its work horse or whole worker killed, Redis lost mid-run, a
   web process killed between creating the task and enqueuing it) gets a new job; after
   MAX_LOSSES such losses it fails with `internal_error`.
-`sweep_files` removes stored photos and results that no task names, once they are older
-than ORPHAN_GRACE (a file being made is always younger).
+`sweep_files` removes the files of finished tasks whose time to live has ended (their keys
+have expired in Redis by themselves), and stored photos and results that no task names, once
+they are older than ORPHAN_GRACE (a file being made is always younger).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _check(store: Store, task_id: int, settings) -> str:
         queues.enqueue_task(store.redis, task["kind"], task_id, new_job, settings)
     elif verdict == "fail":
         log.error("task %s: its job was lost %d times; failing it", task_id, MAX_LOSSES)
-        lifecycle.fail_task(store, task_id, task["digest"], "internal_error",
+        lifecycle.fail_task(store, task_id, "internal_error",
                             f"the task's job was lost {MAX_LOSSES} times (its worker died)",
                             task.get("result_file", ""))
     return verdict
@@ -70,9 +71,12 @@ def _check(store: Store, task_id: int, settings) -> str:
 def sweep_files() -> str:
     settings = current_settings()
     store = running.current_store()
+    ended = store.ended_tasks(time.time(), BATCH)
+    for task_id, (digest, result_file) in ended.items():
+        lifecycle.expire_task(store, settings.upload_dir, task_id, digest, result_file)
     cutoff = time.time() - settings.orphan_grace
     removed = _sweep_photos(store, settings.upload_dir, cutoff) + _sweep_results(store, settings.upload_dir, cutoff)
-    return f"{removed} orphan files removed"
+    return f"{len(ended)} expired, {removed} orphan files removed"
 
 
 def _old_files(folder: str, cutoff: float) -> list[os.DirEntry]:
