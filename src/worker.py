@@ -4,6 +4,8 @@ runs in whichever worker holds its lock, so any number of workers may be started
 - Scoring runs (one HTTP call each, waiting on the network) run in the worker process
   itself, with the job code and the scorer's connection pool loaded once; a resize runs in a
   forked work horse, so a crash or a leak in an image decoder cannot take the worker along.
+- A work horse that dies (`kill -9`, out of memory) has its task's job run again at once,
+  by the worker that saw it die, as the sweep would a lease later.
 - A heartbeat thread keeps `pt:alive:<worker name>` alive in Redis, holding the id of the job
   in hand, so the sweep can tell a job whose worker died from one that is still running.
 - Redis going away ends RQ's work loop; this process then waits for Redis with backoff and
@@ -24,8 +26,9 @@ from rq.worker import WorkerStatus
 
 from . import queues
 from .jobs import resize, score  # noqa: F401  loaded once here, not in every job
+from .jobs.sweep import run_lost_job_again
 from .settings import current_settings
-from .store import connect
+from .store import Store, connect
 
 log = logging.getLogger("photo_tasks.worker")
 
@@ -53,6 +56,17 @@ class TaskWorker(Worker):
                 self.set_state(WorkerStatus.IDLE)
         finally:
             self.running_job = ""
+
+    def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
+        """RQ's hook for a work horse that died without ending its job (RQ then marks the
+        job failed, but does not call its failure callback)."""
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        settings = current_settings()
+        store = Store(self.connection, settings.task_ttl, settings.lease)
+        task_id = job.args[0]
+        task = store.waiting(task_id)
+        if task is not None:
+            run_lost_job_again(store, task_id, task, job.id, settings)
 
     def request_stop(self, signum, frame):
         self.stop_asked = True

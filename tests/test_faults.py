@@ -68,15 +68,14 @@ def test_a_task_whose_job_is_lost_three_times_fails(make_service, scorer):
     assert "lost 3 times" in body["error"]["message"]
 
 
-def test_a_killed_resize_work_horse_has_its_job_run_again(make_service, redis_client):
-    service = make_service(workers=1)
+def resize_and_kill_its_work_horse(service) -> int:
+    """Post a resize big enough to take a while, kill -9 the work horse running it; its task."""
     worker = psutil.Process(service.workers[1].pid)
     time.sleep(1)  # let the worker start its scheduler process
     before = {child.pid for child in worker.children()}
     photo = noisy_photo("PNG", size=(3000, 2000), seed=7)
     answer = service.post(photo, filename="big.png", content_type="image/png", width=300)
     assert answer.status_code == 202, answer.text
-    task = answer.json()["task"]
 
     def horse():
         return next((c for c in worker.children() if c.pid not in before), None)
@@ -84,12 +83,30 @@ def test_a_killed_resize_work_horse_has_its_job_run_again(make_service, redis_cl
     process = wait_until(horse, timeout=10, interval=0.01)
     assert process, "no work horse was seen"
     process.kill()
+    return answer.json()["task"]
+
+
+def test_a_killed_resize_work_horse_has_its_job_run_again(make_service, redis_client):
+    service = make_service(workers=1)
+    task = resize_and_kill_its_work_horse(service)
     done = service.wait_done(task, timeout=30)
     assert done.json()["status"] == "ready", done.text
     assert done.json()["result"]["width"] == 300
     # the killed run's partial file is gone: only the photo and the one result remain
     results = [p for p in files_under(service.settings.upload_dir) if p.startswith("results/")]
     assert len(results) == 1
+
+
+def test_a_killed_work_horse_is_run_again_at_once_not_a_lease_later(make_service, redis_client):
+    """The worker sees its horse die: the job runs again without waiting for the sweep
+    (here a lease is 60 s), counted as one loss."""
+    service = make_service(workers=1, sweep_interval=30)
+    task = resize_and_kill_its_work_horse(service)
+    killed = time.monotonic()
+    done = service.wait_done(task, timeout=30)
+    assert done.json()["status"] == "ready", done.text
+    assert time.monotonic() - killed < 20
+    assert redis_client.hget(f"pt:task:{task}", "losses") == b"1"
 
 
 def test_the_deadline_holds_even_when_no_job_will_run(make_service, scorer):

@@ -5,7 +5,8 @@
   is still to run;
 - a task whose job is gone (its work horse or whole worker killed, Redis lost mid-run, a
   web process killed between creating the task and enqueuing it) gets a new job; after
-  MAX_LOSSES such losses it fails with `internal_error`.
+  MAX_LOSSES such losses it fails with `internal_error`. (A worker whose work horse dies
+  does this itself at once: src/worker.py.)
 `sweep_files` removes the files of finished tasks whose time to live has ended (their keys
 have expired in Redis by themselves), and stored photos and results that no task names, once
 they are older than ORPHAN_GRACE (a file being made is always younger).
@@ -55,6 +56,13 @@ def _check(store: Store, task_id: int, settings) -> str:
     if store.is_due_later(task_id) or queues.job_is_alive(store.redis, lost):
         store.renew_lease(task_id)
         return "alive"
+    return run_lost_job_again(store, task_id, task, lost, settings)
+
+
+def run_lost_job_again(store: Store, task_id: int, task: dict, lost: str, settings) -> str:
+    """The task's job `lost` will not end: give the task a new job, counting the loss, or
+    fail it once it has been lost MAX_LOSSES times. 'replaced', 'fail', or 'moved' when the
+    task no longer waits on `lost`. Also called by a worker whose work horse died."""
     new_job = queues.new_job_id(task_id)
     verdict = store.replace_job(task_id, lost, new_job, MAX_LOSSES)
     if verdict == "replaced":
