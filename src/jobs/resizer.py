@@ -61,7 +61,7 @@ def resize(source_path: str, spec: ResizeSpec, output_path: str,
             turned = image.getexif().get(ExifTags.Base.Orientation, 1) in SWAPPING_ORIENTATIONS
             upright = (image.height, image.width) if turned else image.size
             layout = plan(upright, spec)
-            _shrink_on_load(image, layout, turned)
+            shrink_on_load(image, layout, turned)
             image.load()  # a GIF stays on its first frame
         report("decoded")
         ImageOps.exif_transpose(image, in_place=True)
@@ -79,9 +79,10 @@ def resize(source_path: str, spec: ResizeSpec, output_path: str,
     return Resized(pixels.width, pixels.height, os.path.getsize(output_path))
 
 
-def _shrink_on_load(image: Image.Image, layout: Plan, turned: bool) -> None:
+def shrink_on_load(image: Image.Image, layout: Plan, turned: bool) -> None:
     """Ask a JPEG decoder for the smallest scale that still leaves DRAFT_GAP × the pixels
-    the output needs (other formats ignore `draft`)."""
+    the output needs (other formats ignore `draft`); `image.size` becomes the decoded size.
+    Public for bench/resize.py, which finds with it the outputs each gap treats worst."""
     scale_x, scale_y = layout.scale
     if turned:
         scale_x, scale_y = scale_y, scale_x
