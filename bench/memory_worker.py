@@ -1,8 +1,8 @@
-"""The worker of bench/web_memory.py: our TaskWorker (src/worker.py) in burst mode, in a
-process that imports what `python -m src.worker` imports and no more (the benchmark's own
-imports would be inherited by every work horse it forks). Prints, as JSON, the peak RSS of
-its work horses (getrusage, in KiB on Linux) and its own (VmHWM: getrusage's figure for the
-process itself would carry over its parent's peak across exec).
+"""The worker of bench/web_memory.py: our TaskWorker (src/worker.py) in burst mode, set up as
+`python -m src.worker` sets it up, in a process that imports what that imports and no more
+(the benchmark's own imports would be inherited by every work horse it forks). Prints, as
+JSON, the peak RSS of its work horses (getrusage, in KiB on Linux) and its own (VmHWM:
+getrusage's figure for the process itself would carry over its parent's peak across exec).
 
     python bench/memory_worker.py [--warm ROUNDS]
 
@@ -27,7 +27,7 @@ from src.jobs import score  # noqa: E402
 from src.queues import QUEUES  # noqa: E402
 from src.settings import current_settings  # noqa: E402
 from src.store import connect  # noqa: E402
-from src.worker import TaskWorker  # noqa: E402
+from src.worker import TaskWorker, limit_malloc_arenas  # noqa: E402
 
 
 def warm_up(rounds: int, photo: str) -> None:
@@ -43,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm", type=int, default=0)
     args = parser.parse_args()
+    limit_malloc_arenas()
     if args.warm:
         warm_up(args.warm, os.environ["WARM_PHOTO"])
     conn = connect(current_settings().redis_url, fail_fast=False)
