@@ -195,7 +195,7 @@ def test_animated_gif_gives_its_first_frame(service):
     assert near(image.getpixel((50, 37)), RED)
 
 
-def detailed(mode: str, size=(1600, 1200)) -> Image.Image:
+def detailed(mode: str, size=(2400, 1800)) -> Image.Image:
     """Fine detail everywhere (a band shifted, doubled or left out would show) and, in RGBA,
     an alpha that runs from clear to opaque."""
     fractal = Image.effect_mandelbrot(size, (-2.0, -1.2, 0.8, 1.2), 100)
@@ -213,18 +213,19 @@ def psnr(image: Image.Image, expected: Image.Image) -> float:
 
 
 @pytest.mark.parametrize("mode, settings, box", [
-    ("RGB", {"width": 700}, None), ("RGB", {"width": 300}, None),
-    ("RGB", {"width": 500, "height": 200, "fit": "cover"}, (0, 280, 1600, 920)), ("RGBA", {"width": 500}, None),
-], ids=["lanczos-only", "reduced-first", "cover-crop", "alpha"])
+    ("RGB", {"width": 1400}, None), ("RGB", {"width": 2000, "height": 900, "fit": "cover"}, (0, 360, 2400, 1440)),
+    ("RGBA", {"width": 1400}, None), ("RGB", {"width": 500}, None),
+], ids=["in-bands", "in-bands-cover-crop", "in-bands-alpha", "reduced-first-in-one"])
 def test_the_resize_in_bands_is_one_whole_resize(service, mode, settings, box):
-    """The pipeline resizes in bands of rows (to hold less at once); together they are the
-    image Pillow's one-piece resize gives, but for rounding."""
+    """A large resize goes in bands of rows, to hold less at once (the first three here: the
+    output's width × the source rows it reads passes resizer.BANDED_ABOVE); together the
+    bands are the image Pillow's one-piece resize gives, but for rounding."""
     source = detailed(mode)
     _, image = resized(service, encode(source, "PNG"), format="png", **settings)
     expected = source.resize(image.size, Image.Resampling.LANCZOS, box=box, reducing_gap=2.0)
     if mode == "RGBA":  # colour under (nearly) clear pixels is anyone's guess: compare it weighted by alpha
         image, expected = image.convert("RGBa"), expected.convert("RGBa")
-    assert psnr(image, expected) > 60  # measured 69 to 95 dB; a band off by one source row: 37 to 46
+    assert psnr(image, expected) > 60  # measured 69 to 95 dB; bands off by one source row: 37 to 46
 
 
 # --- invalid settings -------------------------------------------------------------------------

@@ -34,7 +34,10 @@ from .geometry import Plan, plan
 # worst (an output just narrow enough to be decoded at the next smaller scale); 2.0 gave 37.9.
 DRAFT_GAP = 2.05
 REDUCING_GAP = 2.0
-BAND_ROWS = 64  # output rows resized at a time
+# The Lanczos goes in bands of BAND_ROWS output rows when Pillow's intermediate image (output
+# width × source rows read) would be larger than BANDED_ABOVE pixels (8 MiB in RGB).
+BAND_ROWS = 64
+BANDED_ABOVE = 2**21
 # Pillow resizes an image with alpha premultiplied, so no colour bleeds in from clear pixels.
 PREMULTIPLIED = {"RGBA": "RGBa"}
 
@@ -131,13 +134,7 @@ def _working_mode(image: Image.Image, keep_alpha: bool) -> Image.Image:
 def _scale(pixels: Image.Image, layout: Plan, upright: tuple[int, int]) -> Image.Image:
     """Lanczos to the output size, from the planned region of the (maybe already shrunk)
     pixels, after shrinking by whole factors while that keeps REDUCING_GAP × the output (what
-    Pillow's `reducing_gap` does, done here once for the whole image).
-
-    The Lanczos goes in bands of BAND_ROWS output rows: Pillow resizes across first, into an
-    image as tall as the rows it reads (12 MiB for a 1024-wide output of a 48 MP JPEG decoded
-    at 1/2). A band reads the rows its filter reaches beyond its edges, so the bands join
-    without a seam: together they are one whole resize but for rounding.
-    """
+    Pillow's `reducing_gap` does, done here once for the whole image)."""
     mode = pixels.mode
     if mode in PREMULTIPLIED:  # once here, not by Pillow in every band
         pixels = pixels.convert(PREMULTIPLIED[mode])
@@ -149,14 +146,31 @@ def _scale(pixels: Image.Image, layout: Plan, upright: tuple[int, int]) -> Image
     if factors != (1, 1):
         pixels = pixels.reduce(factors)
         to_x, to_y = to_x / factors[0], to_y / factors[1]
-    left, top, right, bottom = left * to_x, top * to_y, right * to_x, bottom * to_y
+    box = (left * to_x, top * to_y, right * to_x, bottom * to_y)
+    if width * (box[3] - box[1]) > BANDED_ABOVE:
+        scaled = _in_bands(pixels, layout.size, box)
+    else:
+        scaled = pixels.resize(layout.size, Image.Resampling.LANCZOS, box=box)
+    return scaled.convert(mode) if mode in PREMULTIPLIED else scaled
+
+
+def _in_bands(pixels: Image.Image, size: tuple[int, int], box: tuple[float, ...]) -> Image.Image:
+    """Lanczos in bands of BAND_ROWS output rows. Pillow resizes across first, into an
+    intermediate as tall as the rows it reads (12 MiB for a 1024-wide output of a 48 MP JPEG
+    decoded at 1/2); in bands, only a band's worth of it exists at once. A band reads the rows
+    its filter reaches beyond its edges, so the bands join without a seam: together they are
+    one whole resize but for rounding. Those rows are read twice (6 output rows' worth a band:
+    13 % more time on the resize of a 12 MP JPEG to 800×600), which a small intermediate is
+    not worth."""
+    width, height = size
+    left, top, right, bottom = box
     step = (bottom - top) / height  # source rows per output row
-    scaled = Image.new(pixels.mode, layout.size)
+    scaled = Image.new(pixels.mode, size)
     for y in range(0, height, BAND_ROWS):
         rows = min(BAND_ROWS, height - y)
-        box = (left, top + y * step, right, top + (y + rows) * step)
-        scaled.paste(pixels.resize((width, rows), Image.Resampling.LANCZOS, box=box), (0, y))
-    return scaled.convert(mode) if mode in PREMULTIPLIED else scaled
+        band = (left, top + y * step, right, top + (y + rows) * step)
+        scaled.paste(pixels.resize((width, rows), Image.Resampling.LANCZOS, box=band), (0, y))
+    return scaled
 
 
 def _output_colours(pixels: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, bytes | None]:
