@@ -14,11 +14,11 @@ fetched with `apt-get download` and checked by SHA-256 when missing: cropped to 
 up with LANCZOS to 12 MP and 48 MP plus seeded Gaussian grain (JPEG q90), and a 6 MP RGBA
 PNG with a radial alpha.
 
-With --gaps, it measures instead how faithful our JPEG resize stays for each DRAFT_GAP
-(src/jobs/resizer.py) given: at the outputs each gap treats worst, the widest decoded at each
-libjpeg scale (there the decoded image is the least larger than the output), PSNR against
-naive, on the 12 MP and 48 MP inputs and on the source photograph itself (2560×1600, its
-native detail, not scaled up).
+With --gaps, it measures instead how faithful our JPEG resize stays for each DRAFT_GAP (and
+REDUCING_GAP, the same; src/jobs/resizer.py) given: at the outputs each gap treats worst,
+the widest decoded at each libjpeg scale (there the decoded image is the least larger than
+the output), PSNR against naive, on the 12 MP and 48 MP inputs and on the source
+photograph itself (2560×1600, its native detail, not scaled up).
 
     make bench-resize     # = .venv/bin/python bench/resize.py --runs 11
     .venv/bin/python bench/resize.py --runs 3 --only 12mp,png
@@ -278,7 +278,7 @@ def sweep(names: list[str], gaps: list[float], widths: list[int]) -> None:
         with Image.open(source) as image:
             size = image.size
         for gap in gaps:
-            resizer.DRAFT_GAP = gap
+            resizer.DRAFT_GAP = resizer.REDUCING_GAP = gap
             points = worst_widths(source, size[0]) | {width: decoded_width(source, width) for width in widths}
             for width, decoded in sorted(points.items()):
                 if (name, width) not in references:

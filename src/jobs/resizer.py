@@ -29,11 +29,13 @@ from ..resize_spec import ResizeSpec
 from .geometry import Plan, plan
 
 # How much larger than the output the decoded JPEG stays, and how far whole-factor reducing
-# goes before Lanczos takes over; both measured in bench/resize.py (see docs/performance.md).
-# DRAFT_GAP is the smallest that keeps 38 dB against naive Pillow where a gap is at its
-# worst (an output just narrow enough to be decoded at the next smaller scale); 2.0 gave 37.9.
+# goes before Lanczos takes over: one gap, so that what a draft leaves (less than twice the
+# gap) is never reduced again, beside the decoded image. Measured in bench/resize.py (see
+# docs/performance.md): the smallest that keeps 38 dB against naive Pillow where it is at
+# its worst (an output just narrow enough to be decoded at the next smaller scale); 2.0 gave
+# 37.9.
 DRAFT_GAP = 2.05
-REDUCING_GAP = 2.0
+REDUCING_GAP = DRAFT_GAP
 # The Lanczos goes in bands of BAND_ROWS output rows when Pillow's intermediate image (output
 # width × source rows read) would be larger than BANDED_ABOVE pixels (8 MiB in RGB).
 BAND_ROWS = 64
