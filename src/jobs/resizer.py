@@ -161,9 +161,8 @@ def _in_bands(pixels: Image.Image, size: tuple[int, int], box: tuple[float, ...]
     intermediate as tall as the rows it reads (12 MiB for a 1024-wide output of a 48 MP JPEG
     decoded at 1/2); in bands, only a band's worth of it exists at once. A band reads the rows
     its filter reaches beyond its edges, so the bands join without a seam: together they are
-    one whole resize but for rounding. Those rows are read twice (6 output rows' worth a band:
-    13 % more time on the resize of a 12 MP JPEG to 800×600), which a small intermediate is
-    not worth."""
+    one whole resize but for rounding. Those rows are resized twice (6 output rows' worth a
+    band), a cost a small intermediate is not worth."""
     width, height = size
     left, top, right, bottom = box
     step = (bottom - top) / height  # source rows per output row
