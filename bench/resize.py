@@ -14,8 +14,15 @@ fetched with `apt-get download` and checked by SHA-256 when missing: cropped to 
 up with LANCZOS to 12 MP and 48 MP plus seeded Gaussian grain (JPEG q90), and a 6 MP RGBA
 PNG with a radial alpha.
 
+With --gaps, it measures instead how faithful our JPEG resize stays for each DRAFT_GAP (and
+REDUCING_GAP, the same; src/jobs/resizer.py) given: at the outputs each gap treats worst,
+the widest decoded at each libjpeg scale (there the decoded image is the least larger than
+the output), PSNR against naive, on the 12 MP and 48 MP inputs and on the source
+photograph itself (2560×1600, its native detail, not scaled up).
+
     make bench-resize     # = .venv/bin/python bench/resize.py --runs 11
     .venv/bin/python bench/resize.py --runs 3 --only 12mp,png
+    .venv/bin/python bench/resize.py --gaps 2.0,1.9,1.8 --widths 800,1024
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 CACHE = os.path.join(ROOT, "var", "bench")
 
+from src.jobs import resizer  # noqa: E402
+from src.jobs.geometry import plan  # noqa: E402
 from src.jobs.resizer import resize as our_resize  # noqa: E402
 from src.resize_spec import ResizeSpec  # noqa: E402
 
@@ -126,9 +135,9 @@ def fitted(size: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def naive(source: str, output: str) -> None:
+def naive(source: str, output: str, size: tuple[int, int] | None = None) -> None:
     image = Image.open(source)
-    save_flat(image.resize(fitted(image.size), Image.Resampling.LANCZOS), output)
+    save_flat(image.resize(size or fitted(image.size), Image.Resampling.LANCZOS), output)
 
 
 def thumbnail(source: str, output: str) -> None:
@@ -236,6 +245,51 @@ def rows(name: str, results: dict[str, dict]) -> Iterator[str]:
                f"| {result['ms'] / vips_ms:.2f}× | {result['mb']:.0f} | {quality} |")
 
 
+def width_spec(width: int) -> ResizeSpec:
+    return ResizeSpec(width=width, height=None, fit="contain", enlarge=False, format="jpeg", quality=QUALITY)
+
+
+def decoded_width(source: str, width: int) -> int:
+    """How wide our resizer decodes `source` for an output `width` wide, at the DRAFT_GAP set."""
+    with Image.open(source) as image:
+        resizer.shrink_on_load(image, plan(image.size, width_spec(width)), turned=False)
+        return image.width
+
+
+def worst_widths(source: str, full_width: int) -> dict[int, int]:
+    """{output width: decoded width} for the widest output decoded at each scale below full
+    size: the least room the gap leaves the final Lanczos at that scale."""
+    widest = {}
+    for width in range(1, full_width):
+        decoded = decoded_width(source, width)
+        if decoded < full_width:
+            widest[decoded] = width  # widths ascend: the last one kept is the widest
+    return {width: decoded for decoded, width in widest.items()}
+
+
+def sweep(names: list[str], gaps: list[float], widths: list[int]) -> None:
+    """PSNR against naive of our JPEG outputs, for each gap, at its worst widths and `widths`."""
+    sources = {"photo": PHOTO} | {name: os.path.join(CACHE, IMAGES[name][0])
+                                  for name in names if IMAGES[name][0].endswith(".jpg")}
+    print("| image | DRAFT_GAP | output width | decoded width | decoded ÷ output | PSNR dB vs naive |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    references: dict[tuple[str, int], str] = {}  # naive's output per image and width
+    for name, source in sources.items():
+        with Image.open(source) as image:
+            size = image.size
+        for gap in gaps:
+            resizer.DRAFT_GAP = resizer.REDUCING_GAP = gap
+            points = worst_widths(source, size[0]) | {width: decoded_width(source, width) for width in widths}
+            for width, decoded in sorted(points.items()):
+                if (name, width) not in references:
+                    references[name, width] = os.path.join(CACHE, "out", f"{name}-naive-{width}.jpg")
+                    naive(source, references[name, width], plan(size, width_spec(width)).size)
+                output = os.path.join(CACHE, "out", f"{name}-ours-{width}.jpg")
+                our_resize(source, width_spec(width), output)
+                print(f"| {name} {size[0]}×{size[1]} | {gap} | {width} | {decoded} | {decoded / width:.2f} "
+                      f"| {psnr(output, references[name, width])} |", flush=True)
+
+
 def cpu_model() -> str:
     with open("/proc/cpuinfo") as cpuinfo:
         models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
@@ -246,6 +300,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11, help="timed runs per pipeline and image")
     parser.add_argument("--only", default=",".join(IMAGES), help="comma-separated: " + ",".join(IMAGES))
+    parser.add_argument("--gaps", help="comma-separated DRAFT_GAPs: measure PSNR per gap instead of speed")
+    parser.add_argument("--widths", default="", help="with --gaps: output widths to measure besides the worst")
     args = parser.parse_args()
     names = args.only.split(",")
     if unknown := set(names) - set(IMAGES):
@@ -253,6 +309,9 @@ def main() -> None:
     prepare(names)
     os.makedirs(os.path.join(CACHE, "out"), exist_ok=True)
     print(f"$ {' '.join([os.path.relpath(sys.executable, ROOT)] + sys.argv)}\n")
+    if args.gaps:
+        return sweep(names, [float(gap) for gap in args.gaps.split(",")],
+                     [int(width) for width in args.widths.split(",") if width])
     print(f"Python {platform.python_version()}, Pillow {Image.__version__}, "
           f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)} (pyvips {pyvips.__version__}), "
           f"{cpu_model()}; medians of {args.runs} runs\n")

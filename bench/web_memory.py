@@ -5,11 +5,14 @@ warm-up request, --uploads concurrent resize uploads (--width 1024) of a 45 MP P
 few hundred KB on the wire; the figure is how far they raise the process's peak RSS
 (VmHWM). The baseline, in the same run: the same number of uploads of a 0.3 MP PNG.
 
-Worker: a 48 MP JPEG resized to width 1024 by a real RQ worker in burst mode (the job runs
-in its forked work horse); the figure is the work horse's peak RSS. The baseline: a 0.5 MP
-JPEG, the same way.
+Worker: a 48 MP JPEG resized to width 1024 by our worker in burst mode (bench/memory_worker.py;
+the job runs in its forked work horse); the figure is the work horse's peak RSS. The
+baseline: a 0.5 MP JPEG, the same way. With --warm ROUNDS, each worker first makes ROUNDS
+batches of scorer calls, as a worker that has been scoring has, against the bundled scorer
+simulator (started here, in a process of its own).
 
     make bench-memory     # = .venv/bin/python bench/web_memory.py --runs 3 --uploads 8
+    .venv/bin/python bench/web_memory.py --runs 3 --width 1999 --warm 50
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import statistics
 import struct
 import subprocess
@@ -35,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from src.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from src.launcher import _listening_on  # noqa: E402
 
 LARGE_PNG = (7800, 5800)  # 45.2 MP
 SMALL_PNG = (640, 480)
@@ -119,36 +122,20 @@ def web_growth(env: dict[str, str], width: int, photo: bytes, uploads: int, firs
         web.stop()
 
 
-def worker_peaks(env: dict[str, str], width: int, photo: bytes) -> dict[str, int]:
+def worker_peaks(env: dict[str, str], width: int, photo: bytes, warm: int) -> dict[str, int]:
     """Peak RSS of the work horse that resizes `photo`, and of the worker that forked it:
     the job is queued through the web, then one burst worker runs it and reports both."""
     web = Web(env, width)
     try:
         answer = web.post(photo)
         assert answer.status_code == 202, answer.text
-        report = subprocess.run([sys.executable, __file__, "--burst-worker"], cwd=ROOT, env={**os.environ, **env},
-                                capture_output=True, text=True, check=True)
+        report = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "memory_worker.py"), "--warm", str(warm)],
+                                cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
         done = requests.get(web.url, params={"task_id": answer.json()["task"]}, timeout=10).json()
         assert done["status"] == "ready", done
         return json.loads(report.stdout.strip().splitlines()[-1])
     finally:
         web.stop()
-
-
-def burst_worker() -> None:
-    """One RQ worker on the service's queues that stops once they are empty, then prints the
-    peak RSS of its work horses (getrusage, in KiB on Linux) and its own (VmHWM: getrusage's
-    figure for the process itself would carry over its parent's peak across exec)."""
-    from rq import Queue, Worker
-
-    from src.queues import QUEUES
-    from src.settings import current_settings
-    from src.store import connect
-
-    conn = connect(current_settings().redis_url, fail_fast=False)
-    Worker([Queue(name, connection=conn) for name in QUEUES], connection=conn).work(burst=True)
-    print(json.dumps({"children_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-                      "own_peak_rss": peak_rss(os.getpid())}))
 
 
 def mib(values: list[int]) -> str:
@@ -160,10 +147,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--uploads", type=int, default=8)
     parser.add_argument("--width", type=int, default=1024, help="of every resize asked for")
-    parser.add_argument("--burst-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--warm", type=int, default=0, help="batches of scorer calls each worker makes first")
     args = parser.parse_args()
-    if args.burst_worker:
-        return burst_worker()
 
     photos = {"large png": png(LARGE_PNG), "small png": png(SMALL_PNG),
               "large jpeg": jpeg(LARGE_JPEG), "small jpeg": jpeg(SMALL_JPEG)}
@@ -174,20 +159,32 @@ def main() -> None:
         env = {"REDIS_URL": redis.url, "HOST": "127.0.0.1", "MAX_UPLOAD_BYTES": str(100 * MIB),
                "UPLOAD_DIR": os.path.join(tmp, "uploads"), "SCORER_URL": "http://127.0.0.1:9/"}
         figures: dict[str, list[int]] = {name: [] for name in (*photos, "worker")}
+        scorer = None
         try:
+            if args.warm:
+                port = free_port()
+                scorer = subprocess.Popen([sys.executable, "-m", "src.simulator", "--port", str(port)], cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _listening_on(port, "the scorer simulator")(scorer)
+                env.update(SCORER_URL=f"http://127.0.0.1:{port}/api/", WARM_PHOTO=os.path.join(tmp, "warm.jpg"))
+                with open(env["WARM_PHOTO"], "wb") as file:
+                    file.write(photos["small jpeg"])
             for run in range(args.runs):
                 for number, name in enumerate(("small png", "large png")):
                     first_tag = (2 * run + number) * args.uploads + 1  # every upload a new photo
                     figures[name].append(web_growth(env, args.width, photos[name], args.uploads, first_tag))
                 for name in ("small jpeg", "large jpeg"):
                     redis_flush(redis)  # the uploads above queued jobs: this worker runs only ours
-                    peaks = worker_peaks(env, args.width, photos[name])
+                    peaks = worker_peaks(env, args.width, photos[name], args.warm)
                     figures[name].append(peaks["children_peak_rss"])
                     figures["worker"].append(peaks["own_peak_rss"])
                 print(f"run {run + 1}: " + ", ".join(f"{name} {value[-1] / MIB:.1f} MiB"
                                                   for name, value in figures.items()), file=sys.stderr)
         finally:
             redis.stop()
+            if scorer:
+                scorer.terminate()
+                scorer.wait()
 
     small_png, large_png = statistics.median(figures["small png"]), statistics.median(figures["large png"])
     print(f"\nmedians of {args.runs} runs\n")
@@ -198,7 +195,8 @@ def main() -> None:
     print(f"| work horse peak RSS, one resize | {mib(figures['small jpeg'])} MiB (0.5 MP JPEG) "
           f"| {mib(figures['large jpeg'])} MiB (48 MP JPEG) "
           f"| {statistics.median(figures['large jpeg']) / statistics.median(figures['small jpeg']):.2f}× |")
-    print(f"\nThe worker that forks the work horse: peak RSS {mib(figures['worker'])} MiB. Every resize: width {args.width}.")
+    print(f"\nThe worker that forks the work horse: peak RSS {mib(figures['worker'])} MiB"
+          f"{f', after {args.warm} batches of scorer calls' if args.warm else ''}. Every resize: width {args.width}.")
 
 
 def redis_flush(redis: EmbeddedRedis) -> None:

@@ -14,6 +14,7 @@ runs in whichever worker holds its lock, so any number of workers may be started
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import sys
@@ -36,6 +37,7 @@ WORKER_TTL = 20  # RQ heartbeats an idle worker every WORKER_TTL - 15 s
 JOB_MONITORING_INTERVAL = 5  # ... and a busy one this often
 MAINTENANCE_INTERVAL = 30  # RQ restarts a lost scheduler process, cleans its registries
 MAX_RECONNECT_DELAY = 10.0
+M_ARENA_MAX = -8  # glibc's mallopt() parameter (malloc.h)
 
 
 class TaskWorker(Worker):
@@ -113,8 +115,20 @@ def run_once(settings) -> bool:
     return worker.stop_asked
 
 
+def limit_malloc_arenas() -> None:
+    """At most 2 malloc arenas in this process, as MALLOC_ARENA_MAX=2 would set, before any
+    thread starts. glibc gives threads that allocate arenas of their own (up to 8 per core);
+    those of the scoring calls' threads keep memory that every work horse forked for a
+    resize inherits (6 MiB of its peak: "Memory" in docs/performance.md)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+    except OSError:
+        pass  # not glibc: its own allocator
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_malloc_arenas()
     settings = current_settings()
     delay = 0.5
     while True:

@@ -2,11 +2,16 @@
 
 Fast where it matters:
 - a JPEG is decoded already shrunk (`draft`: libjpeg scales by 1/2, 1/4 or 1/8 while it
-  decodes), to about twice the output size, so a 48 MP photo never exists in memory;
-- what is left is shrunk by whole factors (`reducing_gap`: a cheap box filter), and only
-  the last step uses the high-quality Lanczos filter;
+  decodes), to about twice the output size, so a large photo is never decoded whole for an
+  output under about half its size;
+- what is left is shrunk by whole factors (`reduce`: a cheap box filter, as Pillow's
+  `reducing_gap` does), and only the last step uses the high-quality Lanczos filter;
 - the image is turned upright (EXIF orientation) on the decoded, already smaller pixels, and
   an image with alpha bound for JPEG is flattened before resizing, not after.
+
+Lean where it matters (see "Memory" in docs/performance.md): besides the decoded pixels and
+the output, little is held at once: the resize goes in bands, and the decoded pixels are let
+go before the encoding.
 """
 
 from __future__ import annotations
@@ -24,9 +29,19 @@ from ..resize_spec import ResizeSpec
 from .geometry import Plan, plan
 
 # How much larger than the output the decoded JPEG stays, and how far whole-factor reducing
-# goes before Lanczos takes over; both measured in bench/resize.py (see docs/performance.md).
-DRAFT_GAP = 2.0
-REDUCING_GAP = 2.0
+# goes before Lanczos takes over: one gap, so that what a draft leaves (less than twice the
+# gap) is never reduced again, beside the decoded image. Measured in bench/resize.py (see
+# docs/performance.md): the smallest that keeps 38 dB against naive Pillow where it is at
+# its worst (an output just narrow enough to be decoded at the next smaller scale); 2.0 gave
+# 37.9.
+DRAFT_GAP = 2.05
+REDUCING_GAP = DRAFT_GAP
+# The Lanczos goes in bands of BAND_ROWS output rows when Pillow's intermediate image (output
+# width × source rows read) would be larger than BANDED_ABOVE pixels (8 MiB in RGB).
+BAND_ROWS = 64
+BANDED_ABOVE = 2**21
+# Pillow resizes an image with alpha premultiplied, so no colour bleeds in from clear pixels.
+PREMULTIPLIED = {"RGBA": "RGBa"}
 
 PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 ENCODER_OPTIONS = {
@@ -61,12 +76,13 @@ def resize(source_path: str, spec: ResizeSpec, output_path: str,
             turned = image.getexif().get(ExifTags.Base.Orientation, 1) in SWAPPING_ORIENTATIONS
             upright = (image.height, image.width) if turned else image.size
             layout = plan(upright, spec)
-            _shrink_on_load(image, layout, turned)
+            shrink_on_load(image, layout, turned)
             image.load()  # a GIF stays on its first frame
         report("decoded")
         ImageOps.exif_transpose(image, in_place=True)
         icc_profile = image.info.get("icc_profile")
         pixels = _working_mode(image, keep_alpha=spec.format != "jpeg")
+    del image  # often the same image as `pixels`: freed once scaled, not held while encoding
     pixels = _scale(pixels, layout, upright)
     report("resized")
     pixels, icc_profile = _output_colours(pixels, icc_profile)
@@ -79,9 +95,10 @@ def resize(source_path: str, spec: ResizeSpec, output_path: str,
     return Resized(pixels.width, pixels.height, os.path.getsize(output_path))
 
 
-def _shrink_on_load(image: Image.Image, layout: Plan, turned: bool) -> None:
+def shrink_on_load(image: Image.Image, layout: Plan, turned: bool) -> None:
     """Ask a JPEG decoder for the smallest scale that still leaves DRAFT_GAP × the pixels
-    the output needs (other formats ignore `draft`)."""
+    the output needs (other formats ignore `draft`); `image.size` becomes the decoded size.
+    Public for bench/resize.py, which finds with it the outputs each gap treats worst."""
     scale_x, scale_y = layout.scale
     if turned:
         scale_x, scale_y = scale_y, scale_x
@@ -118,11 +135,43 @@ def _working_mode(image: Image.Image, keep_alpha: bool) -> Image.Image:
 
 def _scale(pixels: Image.Image, layout: Plan, upright: tuple[int, int]) -> Image.Image:
     """Lanczos to the output size, from the planned region of the (maybe already shrunk)
-    pixels, after shrinking by whole factors while that keeps REDUCING_GAP × the output."""
+    pixels, after shrinking by whole factors while that keeps REDUCING_GAP × the output (what
+    Pillow's `reducing_gap` does, done here once for the whole image)."""
+    mode = pixels.mode
+    if mode in PREMULTIPLIED:  # once here, not by Pillow in every band
+        pixels = pixels.convert(PREMULTIPLIED[mode])
     to_x, to_y = pixels.width / upright[0], pixels.height / upright[1]
     left, top, right, bottom = layout.box
+    width, height = layout.size
+    factors = (int((right - left) * to_x / width / REDUCING_GAP) or 1,
+               int((bottom - top) * to_y / height / REDUCING_GAP) or 1)
+    if factors != (1, 1):
+        pixels = pixels.reduce(factors)
+        to_x, to_y = to_x / factors[0], to_y / factors[1]
     box = (left * to_x, top * to_y, right * to_x, bottom * to_y)
-    return pixels.resize(layout.size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    if width * (box[3] - box[1]) > BANDED_ABOVE:
+        scaled = _in_bands(pixels, layout.size, box)
+    else:
+        scaled = pixels.resize(layout.size, Image.Resampling.LANCZOS, box=box)
+    return scaled.convert(mode) if mode in PREMULTIPLIED else scaled
+
+
+def _in_bands(pixels: Image.Image, size: tuple[int, int], box: tuple[float, ...]) -> Image.Image:
+    """Lanczos in bands of BAND_ROWS output rows. Pillow resizes across first, into an
+    intermediate as tall as the rows it reads (12 MiB for a 1024-wide output of a 48 MP JPEG
+    decoded at 1/2); in bands, only a band's worth of it exists at once. A band reads the rows
+    its filter reaches beyond its edges, so the bands join without a seam: together they are
+    one whole resize but for rounding. Those rows are resized twice (6 output rows' worth a
+    band), a cost a small intermediate is not worth."""
+    width, height = size
+    left, top, right, bottom = box
+    step = (bottom - top) / height  # source rows per output row
+    scaled = Image.new(pixels.mode, size)
+    for y in range(0, height, BAND_ROWS):
+        rows = min(BAND_ROWS, height - y)
+        band = (left, top + y * step, right, top + (y + rows) * step)
+        scaled.paste(pixels.resize((width, rows), Image.Resampling.LANCZOS, box=band), (0, y))
+    return scaled
 
 
 def _output_colours(pixels: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, bytes | None]:

@@ -1,0 +1,58 @@
+"""The worker of bench/web_memory.py: our TaskWorker (src/worker.py) in burst mode, set up as
+`python -m src.worker` sets it up, in a process that imports what that imports and no more
+(the benchmark's own imports would be inherited by every work horse it forks). Prints, as
+JSON, the peak RSS of its work horses (getrusage, in KiB on Linux) and its own (VmHWM:
+getrusage's figure for the process itself would carry over its parent's peak across exec).
+
+    python bench/memory_worker.py [--warm ROUNDS]
+
+--warm: first, as a worker that has been scoring, ROUNDS batches of BATCH scorer calls side
+by side, on the scoring job's own thread pool and client (src/jobs/score.py), each sending
+the photo at $WARM_PHOTO to the scorer at $SCORER_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rq import Queue  # noqa: E402
+
+from src.jobs import score  # noqa: E402
+from src.queues import QUEUES  # noqa: E402
+from src.settings import current_settings  # noqa: E402
+from src.store import connect  # noqa: E402
+from src.worker import TaskWorker, limit_malloc_arenas  # noqa: E402
+
+
+def warm_up(rounds: int, photo: str) -> None:
+    client, calls = score.scorer(), score._calls()
+    for round_ in range(rounds):
+        answers = calls.map(lambda call: client.start(f"warm {round_} {call}", photo, "photo.jpg", "image/jpeg"),
+                            range(score.BATCH))
+        kinds = {answer.kind for answer in answers}
+        assert kinds == {"ready"}, kinds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warm", type=int, default=0)
+    args = parser.parse_args()
+    limit_malloc_arenas()
+    if args.warm:
+        warm_up(args.warm, os.environ["WARM_PHOTO"])
+    conn = connect(current_settings().redis_url, fail_fast=False)
+    TaskWorker([Queue(name, connection=conn) for name in QUEUES], connection=conn).work(burst=True)
+    with open("/proc/self/status") as status:
+        own_peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"children_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+                      "own_peak_rss": own_peak}))
+
+
+if __name__ == "__main__":
+    main()
