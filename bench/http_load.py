@@ -25,7 +25,8 @@ drained, and every answer is checked (its status code and JSON "status" word). T
 gives the median requests per second of --rounds runs, the ratio of the medians, and the
 median CPU time per request of the answering process (the service's web process, or the
 baseline). A POST new run also tells the CPU time per request of the rest of the service
-(workers, simulator, valkey, dispatcher), which shares the machine with the web process.
+(workers, simulator, valkey, dispatcher; until the tasks it created are scored), which
+shares the machine with the web process.
 
 With --pin, the answering process (the web process, or the baseline) has CPU 0 to itself,
 and wrk and the rest of the service share the others: the comparison is then of the web
@@ -199,14 +200,14 @@ class Service:
     def tasks_created(self) -> int:
         return int(self.redis.get("pt:task_seq") or 0)
 
-    def job_side_cpu(self) -> dict[int, float]:
+    def job_side_cpu(self) -> dict[int, tuple[str, float]]:
         """CPU seconds so far of each of the service's other processes (valkey, simulator,
-        workers, dispatcher, launcher), by process id."""
+        workers, dispatcher, launcher), by process id, with the kind of process."""
         seconds = {}
         for process in [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]:
             if process.pid != self.server.pid:
                 try:
-                    seconds[process.pid] = cpu_seconds(process)
+                    seconds[process.pid] = (_kind(process.cmdline()), cpu_seconds(process))
                 except psutil.NoSuchProcess:
                     pass
         return seconds
@@ -242,6 +243,23 @@ def pin_service(service: "Service") -> None:
     launcher = psutil.Process(service.process.pid)
     for process in [launcher, *launcher.children(recursive=True)]:
         pin(process, ANSWERING_CPUS if process.pid == service.server.pid else OTHER_CPUS)
+
+
+def _kind(cmdline: list[str]) -> str:
+    """What a process of the service is, from its command line."""
+    words = " ".join(cmdline)
+    kinds = ("valkey", "simulator", "worker", "dispatcher", "launcher")
+    return next((kind for kind in kinds if kind in words), "other")
+
+
+def job_side_note(before: dict, after: dict, requests: int) -> str:
+    """The rest of the service's CPU per request, in all and by kind of process."""
+    by_kind: dict[str, float] = {}
+    for pid in after.keys() & before.keys():
+        kind, seconds = after[pid]
+        by_kind[kind] = by_kind.get(kind, 0.0) + seconds - before[pid][1]
+    parts = ", ".join(f"{kind} {seconds / requests * 1e6:.0f}" for kind, seconds in sorted(by_kind.items()))
+    return f"the rest of the service: {sum(by_kind.values()) / requests * 1e6:.0f} us/request ({parts})"
 
 
 def wrk(url: str, seconds: int, connections: int, args: list[str]) -> dict:
@@ -362,9 +380,9 @@ def main() -> None:
                     result = scenario.run(side, args.seconds, args.connections)
                     note = ""
                     if side == "service" and scenario.title.startswith("POST new"):
-                        after = service.job_side_cpu()
-                        job_cpu = sum(after[pid] - job_side[pid] for pid in after.keys() & job_side.keys())
-                        note = (f"  (the rest of the service: {job_cpu / result['requests'] * 1e6:.0f} us/request; "
+                        scored_in = service.drain()  # the tasks of this run scored too
+                        note = (f"  ({job_side_note(job_side, service.job_side_cpu(), result['requests'])}, "
+                                f"their tasks scored {scored_in:.1f} s after the run; "
                                 f"{service.tasks_created() - created} tasks created for "
                                 f"{result['answers'].get('202 received', 0)} answers; queue drained in {drained:.1f} s before)")
                     name = "service" if side == "service" else scenario.baseline
