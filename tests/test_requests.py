@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from rq import Queue
 
 from src.simulator import expected_score
 from harness import Service, files_under, make_photo, noisy_photo, wait_for
@@ -385,6 +386,21 @@ def test_finished_task_expires_with_its_files_after_task_ttl(make_service):
     wait_for(lambda: not stored_photos(service), timeout=5)
     again = service.post(make_photo(40), name=NAME)
     assert again.status_code == 202 and again.json()["task"] != task
+
+
+def test_an_expire_job_scheduled_by_an_earlier_version_still_removes_its_files(make_service, redis_client):
+    """Before `pt:expiring`, each finished task had an RQ job on the scheduler for its end;
+    a store upgraded with such jobs in it must still have them done."""
+    service = make_service(task_ttl=3600)
+    task = create(service, make_photo(41))
+    assert service.wait_done(task).json()["status"] == "ready"
+    digest = redis_client.hget(f"pt:task:{task}", "digest").decode()
+    redis_client.zrem("pt:expiring", task)  # as the earlier version left it: no entry here...
+    redis_client.hdel("pt:expiring_files", task)
+    redis_client.delete(f"pt:task:{task}")  # ...its keys expired by Redis...
+    Queue("score", connection=redis_client).enqueue("src.jobs.expire.expire_task", task, digest, "")  # ...its job due
+    wait_for(lambda: not stored_photos(service), timeout=10)
+    assert redis_client.scard(f"pt:photo:{digest}") == 0
 
 
 def test_a_starting_web_process_sweeps_dead_processes_spools_not_live_ones(service):
