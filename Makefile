@@ -59,6 +59,11 @@ bench-http: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) bench/http_load.py
 
+# What one request costs the answering process, one at a time; see docs/performance.md.
+.PHONY: bench-cost
+bench-cost: $(VENV)/.dev
+	$(PY) bench/request_cost.py
+
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev
 	$(PY) bench/faults.py

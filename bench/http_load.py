@@ -310,6 +310,13 @@ class Scenario:
         return statistics.median(self.rates[side]), statistics.median(self.cpu[side])
 
 
+def stop_all(started: list, tmp: str) -> None:
+    """Stop what a benchmark started, last first, and remove its folder."""
+    for process in reversed(started):
+        process.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_tag() -> str:
     return secrets.token_hex(4)  # 8 characters: each wrk run's tags differ from all others
 
@@ -397,9 +404,7 @@ def main() -> None:
             print(f"{scenario.title:26s} {ours:9.0f}  {scenario.baseline:>10s} {theirs:9.0f}  {ours / theirs:4.2f}x  "
                   f"{target:6s}  |  {our_cpu:5.0f}, {their_cpu:5.0f}")
     finally:
-        for process in reversed(started):
-            process.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(started, tmp)
 
 
 if __name__ == "__main__":
