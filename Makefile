@@ -64,6 +64,11 @@ bench-http: $(VENV)/.dev
 bench-cost: $(VENV)/.dev
 	$(PY) bench/request_cost.py
 
+# How long the file sweep takes with many stored files in use; see docs/performance.md.
+.PHONY: bench-sweep
+bench-sweep: $(VENV)/.dev
+	$(PY) bench/sweep_files.py
+
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev
 	$(PY) bench/faults.py

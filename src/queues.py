@@ -19,6 +19,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from .settings import Settings
+from .store import take_turn
 
 SCORE_QUEUE = "score"
 RESIZE_QUEUE = "resize"
@@ -28,7 +29,6 @@ JOBS = {SCORE_QUEUE: "src.jobs.score.score_tasks", RESIZE_QUEUE: "src.jobs.resiz
 RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
 _SWEEP_JOBS = ("src.jobs.sweep.sweep_tasks", "src.jobs.sweep.sweep_files")
 _ON_FAILURE = Callback("src.jobs.failure.mark_task_failed")
-_SWEEP_TICK = "pt:sweep_tick"
 _ALIVE_PREFIX = "pt:alive:"
 
 
@@ -81,7 +81,7 @@ def _task_job(conn: redis.Redis, kind: str, tasks: int | list[int], job_id: str,
 def enqueue_sweeps(conn: redis.Redis, interval: float) -> None:
     """Enqueue the sweeps, unless a dispatcher did so within `interval` seconds, or they
     still wait on the queue (no worker free: no need to pile up more)."""
-    if not conn.set(_SWEEP_TICK, 1, nx=True, px=max(1, int(interval * 1000))):
+    if not take_turn(conn, "sweeps", interval):
         return
     queue = Queue(SCORE_QUEUE, connection=conn)
     for function in _SWEEP_JOBS:

@@ -183,6 +183,12 @@ def connect(url: str, *, fail_fast: bool) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
 
 
+def take_turn(conn: redis.Redis, chore: str, seconds: float) -> bool:
+    """True for one caller in `seconds`, whichever process asks: whose turn it is to do a
+    periodic chore that any number of dispatchers or workers might start."""
+    return bool(conn.set(f"{PREFIX}turn:{chore}", 1, nx=True, px=max(1, int(seconds * 1000))))
+
+
 def normalise_name(name: str) -> str:
     """The form two names are compared in: case-insensitive, spaces collapsed."""
     return " ".join(name.split()).casefold()
@@ -364,6 +370,13 @@ class Store:
 
     def photo_users(self, digest: str) -> int:
         return self.redis.scard(self.photo_key(digest))
+
+    def photo_user_counts(self, digests: list[str]) -> list[int]:
+        """How many tasks use each of the photos `digests`, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for digest in digests:
+                pipe.scard(self.photo_key(digest))
+            return pipe.execute()
 
     def name_result_file(self, name: str) -> None:
         self.redis.sadd(RESULT_FILES_KEY, name)

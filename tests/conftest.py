@@ -84,7 +84,7 @@ def service(make_service):
 
 # Keys the workers and the dispatcher keep for themselves (their liveness, the sweeps' own
 # jobs), which come and go whatever a request does.
-NOISE_PREFIXES = (b"pt:sweep_tick", b"pt:alive:", b"rq:job:sweep-")
+NOISE_PREFIXES = (b"pt:turn:", b"pt:alive:", b"rq:job:sweep-")
 
 
 def snapshot(redis_client, service) -> tuple:

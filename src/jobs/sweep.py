@@ -8,8 +8,9 @@
   MAX_LOSSES such losses it fails with `internal_error`. (A worker whose work horse dies
   does this itself at once: src/worker.py.)
 `sweep_files` removes the files of finished tasks whose time to live has ended (their keys
-have expired in Redis by themselves), and stored photos and results that no task names, once
-they are older than ORPHAN_GRACE (a file being made is always younger).
+have expired in Redis by themselves), and, every `orphan_scan_interval`, stored photos and
+results that no task names, once they are older than ORPHAN_GRACE (a file being made is
+always younger).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 
 from .. import lifecycle, photos, queues, results
 from ..settings import current_settings
-from ..store import WAITING, Store
+from ..store import WAITING, Store, take_turn
 from . import running
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,19 @@ def sweep_files() -> str:
     ended = store.ended_tasks(time.time(), BATCH)
     for task_id, (digest, result_file) in ended.items():
         lifecycle.expire_task(store, settings.upload_dir, task_id, digest, result_file)
+    if not take_turn(store.redis, "orphan_scan", orphan_scan_interval(settings)):
+        return f"{len(ended)} expired"
     cutoff = time.time() - settings.orphan_grace
     removed = _sweep_photos(store, settings.upload_dir, cutoff) + _sweep_results(store, settings.upload_dir, cutoff)
     return f"{len(ended)} expired, {removed} orphan files removed"
+
+
+def orphan_scan_interval(settings) -> float:
+    """How often the stored files are looked through for orphans: every sweep when
+    ORPHAN_GRACE is short, else a tenth of it. The scan reads every stored photo and result
+    (a week of tasks, by default); an orphan is only ever a leftover of a crash, and waits
+    ORPHAN_GRACE anyway."""
+    return max(settings.sweep_interval, settings.orphan_grace / 10)
 
 
 def _old_files(folder: str, cutoff: float) -> list[os.DirEntry]:
@@ -94,13 +105,18 @@ def _old_files(folder: str, cutoff: float) -> list[os.DirEntry]:
 
 
 def _sweep_photos(store: Store, upload_dir: str, cutoff: float) -> int:
+    """Remove the old photos no task uses. Most old photos are in use (a task keeps its photo
+    for TASK_TTL), so their users are counted a folder at a time, in one round trip; only a
+    photo found unused is locked and counted again before its file goes."""
     removed = 0
     for shard in _subfolders(os.path.join(upload_dir, "photos")):
-        for entry in _old_files(shard, cutoff):
-            with store.photo_lock(entry.name):
-                if store.photo_users(entry.name) == 0:
-                    photos.discard(entry.path)
-                    removed += 1
+        entries = _old_files(shard, cutoff)
+        for entry, users in zip(entries, store.photo_user_counts([entry.name for entry in entries])):
+            if users == 0:
+                with store.photo_lock(entry.name):
+                    if store.photo_users(entry.name) == 0:
+                        photos.discard(entry.path)
+                        removed += 1
     return removed
 
 
