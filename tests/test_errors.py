@@ -224,6 +224,27 @@ def test_truncated_image(service, rejected, fmt):
     rejected(service, lambda: service.post(photo[: len(photo) // 2], name=NAME), 422, "photo")
 
 
+def _lzw_tiff() -> bytes:
+    """A TIFF as libtiff writes a compressed one: its directory (size, strips) at the end."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(noisy_photo("PNG"))).save(buffer, "TIFF", compression="tiff_lzw")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("photo", [
+    _lzw_tiff()[: len(_lzw_tiff()) // 2],
+    noisy_photo("GIF")[:64],
+    noisy_photo("PNG")[:40],
+    noisy_photo("JPEG")[:4],
+    noisy_photo("WEBP")[:12],
+], ids=["tiff-lzw-half", "gif-64-bytes", "png-40-bytes", "jpeg-4-bytes", "webp-12-bytes"])
+def test_image_cut_before_its_header_ends_is_422_not_415(service, rejected, photo):
+    """A file that begins as a supported format but whose header Pillow cannot read is that
+    image, truncated: 422, not "not a supported image"."""
+    answer = rejected(service, lambda: service.post(photo, name=NAME), 422, "photo")
+    assert answer.json()["error"]["code"] == "corrupt_image"
+
+
 def test_image_over_max_image_pixels(make_service, rejected):
     service = make_service(max_image_pixels=1000)
     rejected(service, lambda: service.post(make_photo(1, size=(64, 48)), name=NAME), 422, "photo")
