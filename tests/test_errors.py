@@ -152,6 +152,26 @@ def test_open_mode_anyone_with_the_number_reads_the_task(service):
     assert answer.json()["task"] == task
 
 
+_PARTS = (b'--xyz\r\nContent-Disposition: form-data; name="name"\r\n\r\nAnn Lee\r\n'
+          b'--xyz\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
+          + make_photo(1) + b"\r\n")
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (_PARTS, "multipart/form-data; boundary=xyz"),
+    (_PARTS[:-300], "multipart/form-data; boundary=xyz"),
+    (b"garbage", "multipart/form-data; boundary=xyz"),
+    (_PARTS + b"--xyz--\r\n", "multipart/form-data"),
+    (_PARTS.replace(b'Content-Disposition: form-data; name="name"', b"X-Part: 1") + b"--xyz--\r\n",
+     "multipart/form-data; boundary=xyz"),
+], ids=["no-closing-boundary", "cut-in-the-photo", "no-parts", "no-boundary-parameter", "part-without-disposition"])
+def test_broken_multipart_body_is_invalid_body(service, rejected, body, content_type):
+    """Not an empty form that lacks `name`: werkzeug's parser would drop the whole body quietly."""
+    answer = rejected(service, lambda: requests.post(service.url, data=body, timeout=10,
+                                                     headers={"Content-Type": content_type}), 400)
+    assert answer.json()["error"]["code"] == "invalid_body"
+
+
 # --- 413 --------------------------------------------------------------------------------
 
 @pytest.fixture
