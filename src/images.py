@@ -33,6 +33,16 @@ ALIASES = {"MPO": "JPEG"}
 # Uploads inspected at once; others wait their turn (a check reads the whole file).
 INSPECTIONS_AT_ONCE = 2
 _inspecting = threading.BoundedSemaphore(INSPECTIONS_AT_ONCE)
+# How each supported format begins (WebP: "RIFF", 4 bytes of size, "WEBP"). A file that
+# begins so but that Pillow cannot open is one of them, damaged or cut short before its
+# header ends (a TIFF may keep its directory at the end): 422, not 415. BMP's "BM" is left
+# out, too short to tell a bitmap from a text.
+_SIGNATURES = {
+    "JPEG": (b"\xff\xd8\xff",),
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "GIF": (b"GIF87a", b"GIF89a"),
+    "TIFF": (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"),
+}
 _JPEG_EOI = b"\xff\xd9"
 _GIF_TRAILER = b"\x3b"
 _READ_SIZE = 64 * 1024
@@ -69,6 +79,10 @@ def inspect(path: str, max_pixels: int) -> ImageInfo:
     except ApiError:
         raise
     except UnidentifiedImageError:
+        begins_as = _begins_as(path)
+        if begins_as:
+            raise ApiError(422, "corrupt_image", f"photo is corrupt or truncated: a {begins_as} file "
+                           "whose header could not be read", "photo") from None
         raise ApiError(415, "unsupported_media_type",
                        "photo is not a JPEG, PNG, WebP, GIF, BMP or TIFF image", "photo") from None
     except Image.DecompressionBombError:
@@ -76,6 +90,15 @@ def inspect(path: str, max_pixels: int) -> ImageInfo:
     except Exception as exc:  # Damaged, or any parser failure: a damaged file
         raise ApiError(422, "corrupt_image", f"photo is corrupt or truncated: {exc}", "photo") from None
     return info
+
+
+def _begins_as(path: str) -> str | None:
+    """The supported format the file's first bytes name, if any."""
+    with open(path, "rb") as file:
+        head = file.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for fmt, starts in _SIGNATURES.items() if head.startswith(starts)), None)
 
 
 class KnownPhotos:

@@ -16,8 +16,10 @@ import time
 
 from waitress import create_server as create_waitress_server
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
+from waitress.utilities import BadRequest, RequestEntityTooLarge
 
 from .access_log import log_answer
 from .app import new_request_id, stamp
@@ -98,8 +100,37 @@ class JsonErrorTask(ErrorTask):
                    getattr(self.request, "request_uri", "-"), error.code, time.time() - self.start_time)
 
 
+class RequestParser(HTTPRequestParser):
+    """Waitress's parser, but a chunked body is held to the limit by its own bytes. Waitress
+    counts the chunked framing too (each chunk's size line and line ends), so a body of
+    MAX_UPLOAD_BYTES, or somewhat less in small chunks, got 413. The framing has a bound of
+    its own, as large, so a client still cannot send without end."""
+
+    def received(self, data):
+        body = self.body_rcv
+        if body is None or not self.chunked or self.completed:
+            return super().received(data)
+        consumed = body.received(data)
+        self.body_bytes_received += consumed  # the body with its framing
+        limit = self.adj.max_request_body_size
+        if len(body) >= limit:
+            self.error = RequestEntityTooLarge(f"exceeds max_body of {limit}")
+            self.completed = True
+        elif self.body_bytes_received - len(body) >= limit:
+            self.error = BadRequest(f"the chunked encoding's framing passes {limit} bytes")
+            self.completed = True
+        elif body.error:
+            self.error = body.error
+            self.completed = True
+        elif body.completed:
+            self.completed = True
+            self.headers["CONTENT_LENGTH"] = str(len(body))
+        return consumed
+
+
 class Channel(HTTPChannel):
     error_task_class = JsonErrorTask
+    parser_class = RequestParser
 
     def send_continue(self):
         """Never invite a body already refused (`Expect: 100-continue` with a Content-Length

@@ -152,6 +152,26 @@ def test_open_mode_anyone_with_the_number_reads_the_task(service):
     assert answer.json()["task"] == task
 
 
+_PARTS = (b'--xyz\r\nContent-Disposition: form-data; name="name"\r\n\r\nAnn Lee\r\n'
+          b'--xyz\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
+          + make_photo(1) + b"\r\n")
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (_PARTS, "multipart/form-data; boundary=xyz"),
+    (_PARTS[:-300], "multipart/form-data; boundary=xyz"),
+    (b"garbage", "multipart/form-data; boundary=xyz"),
+    (_PARTS + b"--xyz--\r\n", "multipart/form-data"),
+    (_PARTS.replace(b'Content-Disposition: form-data; name="name"', b"X-Part: 1") + b"--xyz--\r\n",
+     "multipart/form-data; boundary=xyz"),
+], ids=["no-closing-boundary", "cut-in-the-photo", "no-parts", "no-boundary-parameter", "part-without-disposition"])
+def test_broken_multipart_body_is_invalid_body(service, rejected, body, content_type):
+    """Not an empty form that lacks `name`: werkzeug's parser would drop the whole body quietly."""
+    answer = rejected(service, lambda: requests.post(service.url, data=body, timeout=10,
+                                                     headers={"Content-Type": content_type}), 400)
+    assert answer.json()["error"]["code"] == "invalid_body"
+
+
 # --- 413 --------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -222,6 +242,27 @@ def test_photo_not_a_supported_image(service, rejected, photo):
 def test_truncated_image(service, rejected, fmt):
     photo = noisy_photo(fmt)
     rejected(service, lambda: service.post(photo[: len(photo) // 2], name=NAME), 422, "photo")
+
+
+def _lzw_tiff() -> bytes:
+    """A TIFF as libtiff writes a compressed one: its directory (size, strips) at the end."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(noisy_photo("PNG"))).save(buffer, "TIFF", compression="tiff_lzw")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("photo", [
+    _lzw_tiff()[: len(_lzw_tiff()) // 2],
+    noisy_photo("GIF")[:64],
+    noisy_photo("PNG")[:40],
+    noisy_photo("JPEG")[:4],
+    noisy_photo("WEBP")[:12],
+], ids=["tiff-lzw-half", "gif-64-bytes", "png-40-bytes", "jpeg-4-bytes", "webp-12-bytes"])
+def test_image_cut_before_its_header_ends_is_422_not_415(service, rejected, photo):
+    """A file that begins as a supported format but whose header Pillow cannot read is that
+    image, truncated: 422, not "not a supported image"."""
+    answer = rejected(service, lambda: service.post(photo, name=NAME), 422, "photo")
+    assert answer.json()["error"]["code"] == "corrupt_image"
 
 
 def test_image_over_max_image_pixels(make_service, rejected):

@@ -135,6 +135,34 @@ def test_the_limit_is_max_upload_bytes_exactly(make_service, spare, status):
     assert answer.status_code == status, answer.text
 
 
+@pytest.mark.parametrize("spare, status", [(0, 202), (-1, 413)], ids=["at-the-limit", "one-byte-over"])
+def test_the_limit_is_max_upload_bytes_exactly_for_a_chunked_body(make_service, spare, status):
+    """The body's own bytes count, not the chunked framing around them (sizes, line ends)."""
+    body = (multipart_head(("name", NAME.encode()))
+            + f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'.encode()
+            + make_photo(2) + f"\r\n--{BOUNDARY}--\r\n".encode())
+    service = make_service(max_upload_bytes=len(body) + spare)
+    chunks = (body[start:start + 100] for start in range(0, len(body), 100))
+    answer = requests.post(service.url, data=chunks, timeout=10,
+                           headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert answer.status_code == status, answer.text
+
+
+def test_chunked_framing_is_bounded_too(make_service):
+    """Chunk extensions that never end carry no body bytes, but are cut off all the same."""
+    service = make_service(max_upload_bytes=20_000)
+    with connect(service) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Type: multipart/form-data; boundary=" + BOUNDARY.encode() + b"\r\n\r\n")
+        try:
+            for _ in range(100):  # up to 5 × the limit, as 1-byte chunks with long extensions
+                sock.sendall(b"1;ext=" + b"x" * 990 + b"\r\n\0\r\n")
+        except OSError:  # closed after its answer
+            pass
+        answer = read_answer(sock)
+    assert assert_json_error(answer, 400)["code"] == "bad_request"
+
+
 def test_chunked_body_is_cut_off_once_it_passes_the_limit(make_service, rejected):
     service = make_service(max_upload_bytes=20_000)
     before = files_under(service.settings.upload_dir)
