@@ -33,10 +33,10 @@ def dispatch(ctx: Context, request: Request) -> Response:
         return page.asset(ctx, request, request.path[len(page.URL_PREFIX):])
     if request.path == "/" and page.wanted(request):
         return page.index(ctx, request)
+    user = auth.identify(request, ctx.settings.api_keys)  # before 404 and 405: every other request needs it
     if request.path != "/":
         raise ApiError(404, "not_found", "no such path; everything is at /")
     _allow(request, tuple(HANDLERS))
-    user = auth.identify(request, ctx.settings.api_keys)
     return HANDLERS[request.method](ctx, request, user)
 
 

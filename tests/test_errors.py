@@ -121,6 +121,16 @@ def test_delete_without_valid_key(keyed, rejected, headers):
     assert keyed.get(task, headers=bearer("k1")).status_code in (200, 202)
 
 
+@pytest.mark.parametrize("method, path", [("PUT", "/"), ("OPTIONS", "/"), ("GET", "/nope"), ("DELETE", "/x")])
+def test_other_methods_and_paths_without_valid_key(keyed, rejected, method, path):
+    """With API_KEYS set every request but the page, the result files and the operators'
+    paths needs a key: a wrong method or path is not told apart from a right one without it."""
+    answer = rejected(keyed, lambda: requests.request(method, keyed.url.rstrip("/") + path, timeout=10), 401)
+    assert_unauthorized(answer)
+    with_key = requests.request(method, keyed.url.rstrip("/") + path, headers=bearer("k1"), timeout=10)
+    assert with_key.status_code == (405 if path == "/" else 404)
+
+
 def test_right_key_works(keyed):
     created = keyed.post(make_photo(1), name=NAME, headers=bearer("k1"))
     assert created.status_code == 202
