@@ -70,7 +70,16 @@ def create_server(app, settings: Settings, port: int | None = None):
     for listener in listeners.values():  # one per address HOST resolves to
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = Channel
+            listener.web_metrics = _web_metrics(app)
     return server
+
+
+def _web_metrics(app):
+    """The app's request metrics (`src.metrics.web.WebMetrics`), so that the answers waitress
+    gives itself are counted with the app's own; None for an app without (bench/'s bare
+    apps)."""
+    app = getattr(app, "app", app)  # under ProxyFix, the app it wraps
+    return getattr(getattr(app, "ctx", None), "metrics", None)
 
 
 def serve(app, settings: Settings) -> None:
@@ -96,8 +105,11 @@ class JsonErrorTask(ErrorTask):
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
-        log_answer(request_id, self.channel.addr[0], getattr(self.request, "command", "-"),
-                   getattr(self.request, "request_uri", "-"), error.code, time.time() - self.start_time)
+        method, seconds = getattr(self.request, "command", None) or "-", time.time() - self.start_time
+        log_answer(request_id, self.channel.addr[0], method, getattr(self.request, "request_uri", "-"),
+                   error.code, seconds)
+        if self.channel.server.web_metrics is not None:
+            self.channel.server.web_metrics.count_request(method, error.code, seconds)
 
 
 class RequestParser(HTTPRequestParser):

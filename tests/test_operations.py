@@ -4,6 +4,7 @@ real workers, with and without API keys, and with Redis gone."""
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 import requests
@@ -145,6 +146,19 @@ def test_metrics_count_a_rejected_upload_and_no_task(make_service):
         value(before, "photo_tasks_http_request_duration_seconds_count", method="POST") + 1
     assert value(after, "photo_tasks_tasks_created_total", kind="score") == \
         value(before, "photo_tasks_tasks_created_total", kind="score")
+
+
+def test_metrics_count_the_answers_the_server_gives_itself(service):
+    """A body announced over MAX_UPLOAD_BYTES is refused by waitress before the app sees it;
+    it is still an answer the operator should see counted."""
+    before = scrape(service)
+    with socket.create_connection(("127.0.0.1", service.server.effective_port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                     % (service.settings.max_upload_bytes + 1))
+        assert sock.recv(100).startswith(b"HTTP/1.1 413 ")
+    after = scrape(service)
+    assert value(after, "photo_tasks_http_requests_total", method="POST", status="413") == \
+        value(before, "photo_tasks_http_requests_total", method="POST", status="413") + 1
 
 
 def test_metrics_show_queues_and_workers_without_a_key_and_without_user_data(make_service):
