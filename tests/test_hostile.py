@@ -244,6 +244,16 @@ def test_range_past_the_end_is_416_with_content_range(service, result_url):
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_several_ranges_get_the_whole_file(service, result_url):
+    """Ranges that can be served, but more than one: the whole file (200), as the HTTP spec
+    lets a server ignore a Range, not 416, which says none of them can be."""
+    whole = service.fetch(result_url).content
+    answer = service.fetch(result_url, headers={"Range": "bytes=0-1,5-6"})
+    assert answer.status_code == 200
+    assert answer.content == whole
+    assert service.fetch(result_url, headers={"Range": "bytes=5-6"}).content == whole[5:7]
+
+
 def test_every_answer_says_nosniff(service, result_url):
     etag = service.fetch(result_url).headers["ETag"]
     answers = [

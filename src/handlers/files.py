@@ -1,7 +1,7 @@
 """GET /files/<name>: a resized image, to anyone who holds its unguessable URL.
 
-werkzeug serves the file: Content-Type, ETag with 304 on If-None-Match, Range requests and
-Last-Modified. The bytes behind a name never change, so clients may keep them for a year;
+werkzeug serves the file: Content-Type, ETag with 304 on If-None-Match, a Range request (one
+range; several get the whole file) and Last-Modified. The bytes behind a name never change, so clients may keep them for a year;
 `private` keeps shared caches out, so a DELETE really makes the image unreachable.
 """
 
@@ -22,7 +22,7 @@ def handle(ctx: Context, request: Request, name: str) -> Response:
     if not results.NAME.fullmatch(name):
         raise _gone()
     try:
-        response = send_from_directory(results.results_dir(ctx.settings.upload_dir), name, request.environ,
+        response = send_from_directory(results.results_dir(ctx.settings.upload_dir), name, _one_range(request.environ),
                                        mimetype=results.mime_type(name), max_age=ONE_YEAR, etag=True)
     except NotFound:
         raise _gone() from None
@@ -30,6 +30,15 @@ def handle(ctx: Context, request: Request, name: str) -> Response:
     response.cache_control.private = True
     response.cache_control.immutable = True
     return response
+
+
+def _one_range(environ: dict) -> dict:
+    """The request without its Range when it asks for several: werkzeug serves one range
+    and answers 416 to more, which would tell the client that none can be served. HTTP lets
+    a server ignore a Range; the whole file answers them all."""
+    if "," not in environ.get("HTTP_RANGE", ""):
+        return environ
+    return {name: value for name, value in environ.items() if name != "HTTP_RANGE"}
 
 
 def _gone() -> ApiError:
