@@ -15,6 +15,7 @@ API has been seen to produce can be switched on at run time; see `DEFAULTS`.
 """
 
 import argparse
+import collections
 import hashlib
 import itertools
 import json
@@ -37,6 +38,11 @@ DEFAULTS = {
     "slow_seconds": 2.0,  # delay of the "slow" fault
     "forgetful": False,  # forget each task as soon as it answered `wait`, as if restarting
 }
+
+
+# Protocol calls kept for `_calls`, newest last: enough for any test or benchmark, and a
+# simulator left running under `make run` does not grow without end.
+MAX_CALLS = 100_000
 
 
 def _error_body(message):
@@ -134,7 +140,7 @@ class Simulator:
         """Back to the default settings, with no recorded calls and no pending tasks."""
         with self._lock:
             self._settings = dict(DEFAULTS, faults=[])
-            self._calls = []
+            self._calls = collections.deque(maxlen=MAX_CALLS)
             self._tasks = {}  # str(retry_id) -> {"retry_id", "score", "waits_left"}
             self._ids = itertools.count(1)
 
@@ -144,7 +150,7 @@ class Simulator:
             self._tasks = {}
 
     def calls(self):
-        """The recorded protocol calls, oldest first."""
+        """The recorded protocol calls (the last MAX_CALLS), oldest first."""
         with self._lock:
             return list(self._calls)
 
