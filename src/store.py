@@ -143,13 +143,16 @@ redis.call('HDEL', KEYS[6], ARGV[1])
 return task
 """
 
-# Give a waiting task whose job was lost a new job id, counting the loss; 'fail' once it
-# has been lost `max` times, 'moved' when another job took it over meanwhile.
-# KEYS: task, active.  ARGV: task number, lost job id, new job id, max losses, lease end.
+# Give a waiting task whose job was lost a new job id, counting the loss (unless told not
+# to); 'fail' once it has been lost `max` times, 'moved' when another job took it over meanwhile.
+# KEYS: task, active.  ARGV: task number, lost job id, new job id, max losses, lease end,
+# '1' to count the loss or '0'.
 _REPLACE_JOB = _WRITABLE + """
 if not writable(KEYS[1], ARGV[2]) then return 'moved' end
-local losses = redis.call('HINCRBY', KEYS[1], 'losses', 1)
-if losses >= tonumber(ARGV[4]) then return 'fail' end
+if ARGV[6] == '1' then
+  local losses = redis.call('HINCRBY', KEYS[1], 'losses', 1)
+  if losses >= tonumber(ARGV[4]) then return 'fail' end
+end
 redis.call('HSET', KEYS[1], 'job_id', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 return 'replaced'
@@ -350,9 +353,10 @@ class Store:
         for key in (ACTIVE_KEY, DEADLINE_KEY, DUE_KEY):
             self.redis.zrem(key, task_id)
 
-    def replace_job(self, task_id: int, lost_job: str, new_job: str, max_losses: int) -> str:
-        """'replaced', 'fail' (lost `max_losses` times) or 'moved' (not waiting on `lost_job`)."""
-        args = [task_id, lost_job, new_job, max_losses, self._lease_end()]
+    def replace_job(self, task_id: int, lost_job: str, new_job: str, max_losses: int, counted: bool = True) -> str:
+        """'replaced', 'fail' (lost `max_losses` times, this one `counted`) or 'moved' (not
+        waiting on `lost_job`)."""
+        args = [task_id, lost_job, new_job, max_losses, self._lease_end(), int(counted)]
         return self._replace_job(keys=[self.task_key(task_id), ACTIVE_KEY], args=args).decode()
 
     # --- files ----------------------------------------------------------------------------

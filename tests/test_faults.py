@@ -165,6 +165,33 @@ def test_waiting_tasks_finish_after_redis_is_killed_and_restarted(own_redis, sco
         service.stop()
 
 
+def test_a_run_that_loses_redis_to_restarts_is_not_counted_as_lost(own_redis, scorer, tmp_path):
+    """Redis killed and restarted from its append-only file while a scoring call is in flight,
+    three times over: each time the run cannot record its answer and must run again. Its worker
+    did not die, so these are not the contract's three losses (internal_error): the task ends
+    as it would have."""
+    upload_dir = tmp_path / "uploads"
+    upload_dir.mkdir()
+    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir),
+                       "SCORER_RETRY_DELAY": "0.5", "SCORER_TIMEOUT": "5", "SWEEP_INTERVAL": "0.5"})
+    try:
+        service.start_workers(1)
+        scorer.configure(always="slow", slow_seconds=2)
+        photo = make_photo(320)
+        task = start_task(service, photo)
+        for _ in range(3):
+            calls = len(scorer.calls())
+            assert wait_until(lambda: len(scorer.calls()) > calls, timeout=30), "the task was not run again"
+            own_redis.process.kill()  # kill -9 mid-call
+            own_redis.process.wait()
+            time.sleep(3)  # the call ends while Redis is away: its answer cannot be recorded
+            own_redis.start()  # the same port, from its append-only file
+        scorer.configure(always=None)
+        assert_ready(service, task, photo, timeout=60)
+    finally:
+        service.stop()
+
+
 def test_a_finished_task_expires_on_time_after_redis_is_killed_and_restarted(own_redis, scorer, tmp_path):
     """The end of a task's time to live is kept in Redis (`pt:expiring`, in its append-only
     file) and acted on by the sweep, so it comes on time after a restart too."""
