@@ -16,6 +16,7 @@ import time
 import psutil
 import redis
 import pytest
+import requests
 
 from harness import Service, files_under, leftovers, make_photo, noisy_photo
 from src.embedded_redis import EmbeddedRedis, free_port
@@ -277,3 +278,23 @@ def test_a_delete_that_cannot_let_go_of_the_files_leaves_them_to_the_sweep(make_
     upload_dir = service.settings.upload_dir
     assert wait_until(lambda: not leftovers(upload_dir), timeout=30), leftovers(upload_dir)
     assert not redis_client.exists(f"pt:photo:{digest}")
+
+
+def test_a_post_that_finds_the_photo_lock_left_held_is_a_503_not_a_500(make_service, redis_client):
+    """The same lock, left held by a request Redis cut short: a new task for that photo waits
+    for it, then must answer 503 with Retry-After (Redis's trouble, try again shortly), not
+    500 (a bug), and leave nothing behind."""
+    service = make_service(workers=1)
+    photo = make_photo(521)
+    digest = hashlib.sha256(photo).hexdigest()
+    redis_client.set(f"pt:photo_lock:{digest}", "a request cut short", px=11_000)
+
+    # it waits for the lock up to 10 s (the client's usual timeout)
+    answer = requests.post(service.url, files={"name": (None, "Ann Lee"), "photo": ("face.jpg", photo, "image/jpeg")},
+                           timeout=30)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] and answer.json()["error"]["code"] == "unavailable"
+    assert redis_client.get("pt:task_seq") == b"1" and not redis_client.exists("pt:task:1")
+    upload_dir = service.settings.upload_dir
+    assert wait_until(lambda: not leftovers(upload_dir), timeout=30), leftovers(upload_dir)
+    assert start_task(service, photo)  # once the lock has gone
