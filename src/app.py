@@ -62,9 +62,11 @@ class Application:
 
 # Redis is there but will not serve us now: gone or slow (ConnectionError, which includes
 # AuthenticationError and BusyLoadingError; TimeoutError), a replica (ReadOnlyError), no
-# permission (NoPermissionError), or a refusal redis-py has no class for (DENIED in
-# protected mode, MASTERDOWN, TRYAGAIN, NOAUTH).
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.exceptions.NoPermissionError)
+# permission (NoPermissionError), a photo's lock still held after 10 s (LockError: left by a
+# request an outage cut short, it lasts its 30 s), or a refusal redis-py has no class for
+# (DENIED in protected mode, MASTERDOWN, TRYAGAIN, NOAUTH).
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.exceptions.NoPermissionError,
+                redis.exceptions.LockError)
 _REFUSALS = ("READONLY", "DENIED", "MASTERDOWN", "TRYAGAIN", "NOAUTH", "WRONGPASS")
 
 

@@ -2,8 +2,9 @@
 
 Runs in its own venv (.venv-dashboard, from requirements-dashboard.txt), so it imports
 nothing of the service but its settings. The Redis it shows is REDIS_URL or, when that is
-unset, the embedded one of a `make run` of this checkout, whose launcher writes its URL to
-var/run/redis.url. Basic auth is on when DASHBOARD_USERNAME and DASHBOARD_PASSWORD are set.
+unset, the embedded one of a `make run` of this checkout with the same VAR_DIR, whose
+launcher writes its URL to $VAR_DIR/run/redis.url (var/run/redis.url by default). Basic auth
+is on when DASHBOARD_USERNAME and DASHBOARD_PASSWORD are set.
 """
 
 from __future__ import annotations
@@ -14,26 +15,29 @@ from urllib.parse import urlsplit
 
 from .settings import Settings, SettingsError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-URL_FILE = os.path.join("var", "run", "redis.url")
 
 
 class DashboardError(Exception):
     """Something an operator must fix before the dashboard can start."""
 
 
-def redis_url(settings: Settings, root: str = ROOT) -> str:
-    """REDIS_URL, or the URL a running `make run` of this checkout wrote down."""
+def url_file(settings: Settings) -> str:
+    """Where `make run` writes its embedded Redis's URL: under VAR_DIR, as src/launcher.py does."""
+    return os.path.join(settings.var_dir, "run", "redis.url")
+
+
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL, or the URL a running `make run` with the same VAR_DIR wrote down."""
     if settings.redis_url_given:
         return settings.redis_url
     try:
-        with open(os.path.join(root, URL_FILE)) as file:
+        with open(url_file(settings)) as file:
             url = file.readline().strip()
     except FileNotFoundError:
         url = ""
     if not url:
         raise DashboardError(f"no Redis to show: REDIS_URL is unset and no `make run` of this checkout has "
-                             f"written {URL_FILE}. Start `make run` first, or set REDIS_URL.")
+                             f"written {url_file(settings)} (VAR_DIR). Start `make run` first, or set REDIS_URL.")
     return url
 
 

@@ -3,10 +3,15 @@ files: a stored photo is kept while any task uses it, and removed with the last 
 
 from __future__ import annotations
 
+import logging
 import time
+
+import redis
 
 from . import metrics, photos, queues, results
 from .store import WAITING, Claim, Store
+
+log = logging.getLogger(__name__)
 
 
 def keep_photo(store: Store, upload_dir: str, claim: Claim, digest: str, temp_path: str) -> None:
@@ -83,12 +88,18 @@ def expire_task(store: Store, upload_dir: str, task_id: int, digest: str, result
 
 def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:
     """Remove a task, cancel its pending job and let go of its files; None when there is no
-    such task (for `owner`)."""
+    such task (for `owner`). Once the task is removed it is deleted: if Redis goes away
+    before its files are let go of (or a request that Redis cut short left the photo's lock
+    held), the sweep lets go of them, as it does for an expired task."""
     task = store.remove(task_id, owner)
     if task is None:
         return None
-    if task.get("job_id"):
-        queues.cancel(store.redis, task["job_id"], task_id)
-    if task.get("digest"):
-        release_files(store, upload_dir, task_id, task["digest"], task.get("result_file", ""))
+    try:
+        if task.get("job_id"):
+            queues.cancel(store.redis, task["job_id"], task_id)
+        if task.get("digest"):
+            release_files(store, upload_dir, task_id, task["digest"], task.get("result_file", ""))
+        store.forget_ended(task_id)
+    except redis.RedisError as exc:
+        log.warning("task %s deleted; its files are left to the sweep (%s)", task_id, exc)
     return task

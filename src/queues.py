@@ -30,6 +30,7 @@ RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
 _SWEEP_JOBS = ("src.jobs.sweep.sweep_tasks", "src.jobs.sweep.sweep_files")
 _ON_FAILURE = Callback("src.jobs.failure.mark_task_failed")
 _ALIVE_PREFIX = "pt:alive:"
+_REDIS_RUN = "redis_run"  # a field of RQ's job hash: the run_id of the Redis its worker started it on
 
 
 def new_job_id(task_id: int) -> str:
@@ -109,6 +110,23 @@ def alive_key(worker_name: str) -> str:
     """Holds the id of the job a live worker is running ('' when idle); expires when the
     worker stops renewing it (src/worker.py)."""
     return _ALIVE_PREFIX + worker_name
+
+
+def redis_run(conn: redis.Redis) -> str:
+    """The Redis server's run_id: a new one each time it starts (from its append-only file too)."""
+    return conn.info("server")["run_id"]
+
+
+def note_redis_run(conn: redis.Redis, job_id: str, run: str) -> None:
+    """Record on a job, as a worker starts it, the run_id of the Redis the worker is on."""
+    conn.hset(Job.key_for(job_id), _REDIS_RUN, run)
+
+
+def lost_with_redis(conn: redis.Redis, job_id: str) -> bool:
+    """Was this job started before Redis last restarted? Then it was lost because Redis went
+    away mid-run (its writes failed; its worker carries on), not because its worker died."""
+    run = conn.hget(Job.key_for(job_id), _REDIS_RUN)
+    return run is not None and run.decode() != redis_run(conn)
 
 
 def job_is_alive(conn: redis.Redis, job_id: str) -> bool:

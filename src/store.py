@@ -128,28 +128,34 @@ redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({redis.call('HGET', KEYS[1], '
 return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 """
 
-# Remove a task (and its dedupe entry if it still points at it); return its hash.
+# Remove a task (and its dedupe entry if it still points at it); return its hash. Its files
+# are put on `pt:expiring`, due at once: the caller lets go of them and then of that entry,
+# and if it cannot (Redis went away midway, the photo's lock is held), the sweep does.
 # KEYS: task, active, deadline, due, expiring, expiring files.
-# ARGV: task number, owner ('' = anyone may).
+# ARGV: task number, owner ('' = anyone may), now.
 _REMOVE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
 local task = redis.call('HGETALL', KEYS[1])
-local dedupe = redis.call('HGET', KEYS[1], 'dedupe')
-if dedupe and redis.call('GET', dedupe) == ARGV[1] then redis.call('DEL', dedupe) end
+local files = redis.call('HMGET', KEYS[1], 'dedupe', 'digest', 'result_file')
+if files[1] and redis.call('GET', files[1]) == ARGV[1] then redis.call('DEL', files[1]) end
 redis.call('DEL', KEYS[1])
-for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
-redis.call('HDEL', KEYS[6], ARGV[1])
+for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({files[2] or '', files[3] or ''}))
 return task
 """
 
-# Give a waiting task whose job was lost a new job id, counting the loss; 'fail' once it
-# has been lost `max` times, 'moved' when another job took it over meanwhile.
-# KEYS: task, active.  ARGV: task number, lost job id, new job id, max losses, lease end.
+# Give a waiting task whose job was lost a new job id, counting the loss (unless told not
+# to); 'fail' once it has been lost `max` times, 'moved' when another job took it over meanwhile.
+# KEYS: task, active.  ARGV: task number, lost job id, new job id, max losses, lease end,
+# '1' to count the loss or '0'.
 _REPLACE_JOB = _WRITABLE + """
 if not writable(KEYS[1], ARGV[2]) then return 'moved' end
-local losses = redis.call('HINCRBY', KEYS[1], 'losses', 1)
-if losses >= tonumber(ARGV[4]) then return 'fail' end
+if ARGV[6] == '1' then
+  local losses = redis.call('HINCRBY', KEYS[1], 'losses', 1)
+  if losses >= tonumber(ARGV[4]) then return 'fail' end
+end
 redis.call('HSET', KEYS[1], 'job_id', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 return 'replaced'
@@ -310,9 +316,11 @@ class Store:
             pipe.execute()
 
     def remove(self, task_id: int, owner: str = "") -> dict[str, str] | None:
-        """Delete a task if it exists (and belongs to `owner`, when given); return it."""
+        """Delete a task if it exists (and belongs to `owner`, when given); return it. Its
+        files stay on `pt:expiring` until the caller calls `forget_ended` (the sweep lets go
+        of them otherwise)."""
         keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY]
-        flat = self._remove(keys=keys, args=[task_id, owner])
+        flat = self._remove(keys=keys, args=[task_id, owner, time.time()])
         if flat is None:
             return None
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
@@ -350,9 +358,10 @@ class Store:
         for key in (ACTIVE_KEY, DEADLINE_KEY, DUE_KEY):
             self.redis.zrem(key, task_id)
 
-    def replace_job(self, task_id: int, lost_job: str, new_job: str, max_losses: int) -> str:
-        """'replaced', 'fail' (lost `max_losses` times) or 'moved' (not waiting on `lost_job`)."""
-        args = [task_id, lost_job, new_job, max_losses, self._lease_end()]
+    def replace_job(self, task_id: int, lost_job: str, new_job: str, max_losses: int, counted: bool = True) -> str:
+        """'replaced', 'fail' (lost `max_losses` times, this one `counted`) or 'moved' (not
+        waiting on `lost_job`)."""
+        args = [task_id, lost_job, new_job, max_losses, self._lease_end(), int(counted)]
         return self._replace_job(keys=[self.task_key(task_id), ACTIVE_KEY], args=args).decode()
 
     # --- files ----------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from harness import ROOT, make_photo, wait_for
-from src.dashboard import URL_FILE, DashboardError, credentials, redis_url
+from launched import Launched
+from src.dashboard import DashboardError, credentials, redis_url
 from src.embedded_redis import free_port
 from src.processes import spawn
 from src.settings import Settings
@@ -71,14 +72,44 @@ def test_the_dashboard_shows_the_score_and_resize_queues(make_service, dashboard
 
 
 def test_the_redis_is_redis_url_or_the_one_make_run_wrote_down(tmp_path):
-    given = Settings.from_env({"REDIS_URL": "redis://127.0.0.1:7000/0"})
-    assert redis_url(given, str(tmp_path)) == "redis://127.0.0.1:7000/0"
-    unset = Settings.from_env({})
+    given = Settings.from_env({"REDIS_URL": "redis://127.0.0.1:7000/0", "VAR_DIR": str(tmp_path)})
+    assert redis_url(given) == "redis://127.0.0.1:7000/0"
+    unset = Settings.from_env({"VAR_DIR": str(tmp_path)})
     with pytest.raises(DashboardError, match="Start `make run` first, or set REDIS_URL"):
-        redis_url(unset, str(tmp_path))
-    (tmp_path / URL_FILE).parent.mkdir(parents=True)
-    (tmp_path / URL_FILE).write_text("redis://127.0.0.1:7001/0\n")
-    assert redis_url(unset, str(tmp_path)) == "redis://127.0.0.1:7001/0"
+        redis_url(unset)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "redis.url").write_text("redis://127.0.0.1:7001/0\n")
+    assert redis_url(unset) == "redis://127.0.0.1:7001/0"
+
+
+def test_the_dashboard_finds_the_embedded_redis_of_a_make_run_with_its_var_dir(dashboard_venv, tmp_path):
+    """`make run` writes its embedded Redis's URL under VAR_DIR; `make dashboard` with the
+    same VAR_DIR (and no REDIS_URL) shows that Redis, jobs named after their tasks."""
+    launched = Launched(str(tmp_path))
+    dashboard = None
+    try:
+        launched.wait_ready()
+        task = launched.post(make_photo(3), name="Ann Lee").json()["task"]
+        port = free_port()
+        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+        env.update(VAR_DIR=launched.var_dir, DASHBOARD_PORT=str(port))
+        dashboard = spawn(["make", "-s", "dashboard"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        wait_listening(url, dashboard)
+
+        def described() -> list[str]:
+            jobs = requests.get(f"{url}/0/data/jobs/score/finished/8/asc/1.json", timeout=5)
+            return [job["description"] for job in jobs.json()["jobs"]]
+
+        wait_for(lambda: f"score task {task}" in described(), timeout=20)
+    finally:
+        if dashboard is not None:
+            if dashboard.poll() is None:
+                os.killpg(dashboard.pid, signal.SIGTERM)
+            dashboard.communicate(timeout=10)
+        launched.process.send_signal(signal.SIGTERM)
+        launched.process.wait(30)
 
 
 def test_basic_auth_needs_both_names():

@@ -16,6 +16,7 @@ import time
 import psutil
 import redis
 import pytest
+import requests
 
 from harness import Service, files_under, leftovers, make_photo, noisy_photo
 from src.embedded_redis import EmbeddedRedis, free_port
@@ -165,6 +166,33 @@ def test_waiting_tasks_finish_after_redis_is_killed_and_restarted(own_redis, sco
         service.stop()
 
 
+def test_a_run_that_loses_redis_to_restarts_is_not_counted_as_lost(own_redis, scorer, tmp_path):
+    """Redis killed and restarted from its append-only file while a scoring call is in flight,
+    three times over: each time the run cannot record its answer and must run again. Its worker
+    did not die, so these are not the contract's three losses (internal_error): the task ends
+    as it would have."""
+    upload_dir = tmp_path / "uploads"
+    upload_dir.mkdir()
+    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir),
+                       "SCORER_RETRY_DELAY": "0.5", "SCORER_TIMEOUT": "5", "SWEEP_INTERVAL": "0.5"})
+    try:
+        service.start_workers(1)
+        scorer.configure(always="slow", slow_seconds=2)
+        photo = make_photo(320)
+        task = start_task(service, photo)
+        for _ in range(3):
+            calls = len(scorer.calls())
+            assert wait_until(lambda: len(scorer.calls()) > calls, timeout=30), "the task was not run again"
+            own_redis.process.kill()  # kill -9 mid-call
+            own_redis.process.wait()
+            time.sleep(3)  # the call ends while Redis is away: its answer cannot be recorded
+            own_redis.start()  # the same port, from its append-only file
+        scorer.configure(always=None)
+        assert_ready(service, task, photo, timeout=60)
+    finally:
+        service.stop()
+
+
 def test_a_finished_task_expires_on_time_after_redis_is_killed_and_restarted(own_redis, scorer, tmp_path):
     """The end of a task's time to live is kept in Redis (`pt:expiring`, in its append-only
     file) and acted on by the sweep, so it comes on time after a restart too."""
@@ -228,3 +256,45 @@ def test_deleting_a_task_leaves_the_others_in_its_batch_running(make_service, sc
     assert_ready(service, second, photos[1], timeout=10)
     assert redis_client.hget(f"pt:task:{second}", "losses") is None
     assert [call["files"]["photo"]["sha256"] for call in scorer.calls()] == [hashlib.sha256(photos[1]).hexdigest()]
+
+
+def test_a_delete_that_cannot_let_go_of_the_files_leaves_them_to_the_sweep(make_service, redis_client):
+    """Redis killed while DELETEs run (seen on `make run`) leaves a photo's lock held by a
+    request it cut short, for the lock's 30 s. A DELETE of another task of that photo must
+    not answer 500 after waiting for the lock, and the files it could not remove must not
+    stay forever (the photo's user set still naming the deleted task): the task is deleted,
+    and the sweep lets go of its files once it can."""
+    service = make_service(workers=1)
+    photo = make_photo(520)
+    task = start_task(service, photo)
+    assert service.wait_done(task).json()["status"] == "ready"
+    digest = hashlib.sha256(photo).hexdigest()
+    redis_client.set(f"pt:photo_lock:{digest}", "a request cut short", px=12_000)
+
+    answer = service.delete(task)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": "deleted", "task": task, "result": None}
+    assert service.get(task).status_code == 404
+    upload_dir = service.settings.upload_dir
+    assert wait_until(lambda: not leftovers(upload_dir), timeout=30), leftovers(upload_dir)
+    assert not redis_client.exists(f"pt:photo:{digest}")
+
+
+def test_a_post_that_finds_the_photo_lock_left_held_is_a_503_not_a_500(make_service, redis_client):
+    """The same lock, left held by a request Redis cut short: a new task for that photo waits
+    for it, then must answer 503 with Retry-After (Redis's trouble, try again shortly), not
+    500 (a bug), and leave nothing behind."""
+    service = make_service(workers=1)
+    photo = make_photo(521)
+    digest = hashlib.sha256(photo).hexdigest()
+    redis_client.set(f"pt:photo_lock:{digest}", "a request cut short", px=11_000)
+
+    # it waits for the lock up to 10 s (the client's usual timeout)
+    answer = requests.post(service.url, files={"name": (None, "Ann Lee"), "photo": ("face.jpg", photo, "image/jpeg")},
+                           timeout=30)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] and answer.json()["error"]["code"] == "unavailable"
+    assert redis_client.get("pt:task_seq") == b"1" and not redis_client.exists("pt:task:1")
+    upload_dir = service.settings.upload_dir
+    assert wait_until(lambda: not leftovers(upload_dir), timeout=30), leftovers(upload_dir)
+    assert start_task(service, photo)  # once the lock has gone
