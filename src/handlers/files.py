@@ -1,8 +1,9 @@
 """GET /files/<name>: a resized image, to anyone who holds its unguessable URL.
 
 werkzeug serves the file: Content-Type, ETag with 304 on If-None-Match, a Range request (one
-range; several get the whole file) and Last-Modified. The bytes behind a name never change, so clients may keep them for a year;
-`private` keeps shared caches out, so a DELETE really makes the image unreachable.
+range; several get the whole file) and Last-Modified. The bytes behind a name never change,
+so clients may keep them for a year; `private` keeps shared caches out, so a DELETE really
+makes the image unreachable.
 """
 
 from __future__ import annotations
