@@ -17,6 +17,7 @@ import redis
 from rq import Callback, Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import str_to_date
 
 from .settings import Settings
 from .store import take_turn
@@ -30,7 +31,6 @@ RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
 _SWEEP_JOBS = ("src.jobs.sweep.sweep_tasks", "src.jobs.sweep.sweep_files")
 _ON_FAILURE = Callback("src.jobs.failure.mark_task_failed")
 _ALIVE_PREFIX = "pt:alive:"
-_REDIS_RUN = "redis_run"  # a field of RQ's job hash: the run_id of the Redis its worker started it on
 
 
 def new_job_id(task_id: int) -> str:
@@ -112,21 +112,18 @@ def alive_key(worker_name: str) -> str:
     return _ALIVE_PREFIX + worker_name
 
 
-def redis_run(conn: redis.Redis) -> str:
-    """The Redis server's run_id: a new one each time it starts (from its append-only file too)."""
-    return conn.info("server")["run_id"]
-
-
-def note_redis_run(conn: redis.Redis, job_id: str, run: str) -> None:
-    """Record on a job, as a worker starts it, the run_id of the Redis the worker is on."""
-    conn.hset(Job.key_for(job_id), _REDIS_RUN, run)
-
-
 def lost_with_redis(conn: redis.Redis, job_id: str) -> bool:
-    """Was this job started before Redis last restarted? Then it was lost because Redis went
-    away mid-run (its writes failed; its worker carries on), not because its worker died."""
-    run = conn.hget(Job.key_for(job_id), _REDIS_RUN)
-    return run is not None and run.decode() != redis_run(conn)
+    """Was this job started before Redis last started (from its append-only file)? Then it
+    was lost because Redis went away mid-run (its writes failed; its worker carries on), not
+    because its worker died. RQ records when a job started; Redis says how long it has been
+    up, in whole seconds, so a job started within a second after a restart counts as before
+    it (never the other way round)."""
+    started = conn.hget(Job.key_for(job_id), "started_at")
+    if not started:
+        return False
+    server = conn.info("server")
+    redis_started = server["server_time_usec"] / 1e6 - server["uptime_in_seconds"]
+    return str_to_date(started).timestamp() < redis_started
 
 
 def job_is_alive(conn: redis.Redis, job_id: str) -> bool:

@@ -44,13 +44,11 @@ class TaskWorker(Worker):
     """An RQ worker that forks only for resizes, and knows which job it is running."""
 
     running_job = ""
-    redis_run = ""  # the run_id of the Redis this worker started on (see queues.lost_with_redis)
     stop_asked = False
     max_connection_wait_time = 5.0  # RQ's backoff while Redis is away: back within 5 s of it
 
     def execute_job(self, job, queue):
         self.running_job = job.id
-        queues.note_redis_run(self.connection, job.id, self.redis_run)
         try:
             if queue.name == queues.RESIZE_QUEUE:
                 super().execute_job(job, queue)
@@ -107,7 +105,6 @@ def run_once(settings) -> bool:
     worker = TaskWorker([Queue(name, connection=conn) for name in queues.QUEUES], connection=conn,
                         worker_ttl=WORKER_TTL, job_monitoring_interval=JOB_MONITORING_INTERVAL,
                         maintenance_interval=MAINTENANCE_INTERVAL)
-    worker.redis_run = queues.redis_run(conn)
     heartbeat = Heartbeat(settings.redis_url, worker, settings.lease)
     heartbeat.start()
     try:
