@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import signal
 import time
 
@@ -141,11 +142,17 @@ def own_redis(tmp_path):
     server.stop()
 
 
-def test_waiting_tasks_finish_after_redis_is_killed_and_restarted(own_redis, scorer, tmp_path):
+def on_own_redis(own_redis, scorer, tmp_path, **env: str) -> tuple[Service, pathlib.Path]:
+    """The service on `own_redis` (its workers not yet started), and its upload folder."""
     upload_dir = tmp_path / "uploads"
     upload_dir.mkdir()
-    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir),
-                       "SCORER_RETRY_DELAY": "0.5", "SCORER_TIMEOUT": "2", "SWEEP_INTERVAL": "0.5"})
+    settings = {"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir), **env}
+    return Service(settings), upload_dir
+
+
+def test_waiting_tasks_finish_after_redis_is_killed_and_restarted(own_redis, scorer, tmp_path):
+    service, upload_dir = on_own_redis(own_redis, scorer, tmp_path,
+                                       SCORER_RETRY_DELAY="0.5", SCORER_TIMEOUT="2", SWEEP_INTERVAL="0.5")
     try:
         service.start_workers(2)
         scorer.configure(wait_rounds=6)
@@ -171,10 +178,8 @@ def test_a_run_that_loses_redis_to_restarts_is_not_counted_as_lost(own_redis, sc
     three times over: each time the run cannot record its answer and must run again. Its worker
     did not die, so these are not the contract's three losses (internal_error): the task ends
     as it would have."""
-    upload_dir = tmp_path / "uploads"
-    upload_dir.mkdir()
-    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir),
-                       "SCORER_RETRY_DELAY": "0.5", "SCORER_TIMEOUT": "5", "SWEEP_INTERVAL": "0.5"})
+    service, upload_dir = on_own_redis(own_redis, scorer, tmp_path,
+                                       SCORER_RETRY_DELAY="0.5", SCORER_TIMEOUT="5", SWEEP_INTERVAL="0.5")
     try:
         service.start_workers(1)
         scorer.configure(always="slow", slow_seconds=2)
@@ -196,10 +201,7 @@ def test_a_run_that_loses_redis_to_restarts_is_not_counted_as_lost(own_redis, sc
 def test_a_finished_task_expires_on_time_after_redis_is_killed_and_restarted(own_redis, scorer, tmp_path):
     """The end of a task's time to live is kept in Redis (`pt:expiring`, in its append-only
     file) and acted on by the sweep, so it comes on time after a restart too."""
-    upload_dir = tmp_path / "uploads"
-    upload_dir.mkdir()
-    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir),
-                       "TASK_TTL": "4", "SWEEP_INTERVAL": "0.5"})
+    service, upload_dir = on_own_redis(own_redis, scorer, tmp_path, TASK_TTL="4", SWEEP_INTERVAL="0.5")
     try:
         service.start_workers(1)
         photo = make_photo(310)
@@ -222,9 +224,7 @@ def test_a_finished_task_expires_on_time_after_redis_is_killed_and_restarted(own
 def test_a_redis_that_refuses_writes_gets_503_not_500(own_redis, scorer, tmp_path):
     """A replica (READONLY), like a server in protected mode (DENIED), is there but will not
     serve us: try again shortly, not a bug."""
-    upload_dir = tmp_path / "uploads"
-    upload_dir.mkdir()
-    service = Service({"REDIS_URL": own_redis.url, "SCORER_URL": scorer.url, "UPLOAD_DIR": str(upload_dir)})
+    service, upload_dir = on_own_redis(own_redis, scorer, tmp_path)
     client = redis.Redis.from_url(own_redis.url)
     try:
         client.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # a master that is not there

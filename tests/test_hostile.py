@@ -124,11 +124,16 @@ def test_expect_100_continue_over_the_limit_gets_413_not_an_invitation(service):
     assert assert_json_error(answer, 413)["code"] == "too_large"
 
 
-@pytest.mark.parametrize("spare, status", [(0, 202), (-1, 413)], ids=["at-the-limit", "one-byte-over"])
-def test_the_limit_is_max_upload_bytes_exactly(make_service, spare, status):
-    body = (multipart_head(("name", NAME.encode()))
+def scoring_body() -> bytes:
+    """A whole scoring request's multipart body (`name` and a photo), with BOUNDARY."""
+    return (multipart_head(("name", NAME.encode()))
             + f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'.encode()
             + make_photo(2) + f"\r\n--{BOUNDARY}--\r\n".encode())
+
+
+@pytest.mark.parametrize("spare, status", [(0, 202), (-1, 413)], ids=["at-the-limit", "one-byte-over"])
+def test_the_limit_is_max_upload_bytes_exactly(make_service, spare, status):
+    body = scoring_body()
     service = make_service(max_upload_bytes=len(body) + spare)
     answer = requests.post(service.url, data=body, timeout=10,
                            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
@@ -138,9 +143,7 @@ def test_the_limit_is_max_upload_bytes_exactly(make_service, spare, status):
 @pytest.mark.parametrize("spare, status", [(0, 202), (-1, 413)], ids=["at-the-limit", "one-byte-over"])
 def test_the_limit_is_max_upload_bytes_exactly_for_a_chunked_body(make_service, spare, status):
     """The body's own bytes count, not the chunked framing around them (sizes, line ends)."""
-    body = (multipart_head(("name", NAME.encode()))
-            + f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'.encode()
-            + make_photo(2) + f"\r\n--{BOUNDARY}--\r\n".encode())
+    body = scoring_body()
     service = make_service(max_upload_bytes=len(body) + spare)
     chunks = (body[start:start + 100] for start in range(0, len(body), 100))
     answer = requests.post(service.url, data=chunks, timeout=10,
