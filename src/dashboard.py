@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 from .settings import Settings, SettingsError
 
 
-
 class DashboardError(Exception):
     """Something an operator must fix before the dashboard can start."""
 
