@@ -1,8 +1,8 @@
 # The photo-task service's image. One image, several commands (docker-compose.yml runs them):
 #   web:        python wsgi.py               (the default CMD; waitress on $PORT)
-#   worker:     python -m src.worker         (RQ worker on `score` and `resize`, RQ scheduler)
-#   dispatcher: python -m src.dispatcher     (scheduled polls and the sweep)
-#   scorer-sim: python -m src.simulator      (the bundled scorer simulator, for demos only)
+#   worker:     python -m src.runners.worker         (RQ worker on `score` and `resize`, RQ scheduler)
+#   dispatcher: python -m src.runners.dispatcher     (scheduled polls and the sweep)
+#   scorer-sim: python -m src.local.simulator      (the bundled scorer simulator, for demos only)
 # and a second target, `dashboard`: the same image plus rq-dashboard from
 # requirements-dashboard.txt (docker build --target dashboard).
 # Redis is not in the image: set REDIS_URL (docker-compose.yml does).
@@ -49,7 +49,7 @@ EXPOSE 8000
 # `python wsgi.py` stops on SIGTERM (the default stop signal) within a second, exit code 0.
 # Workers have no HTTP server: docker-compose.yml disables this check for them.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-m", "src.healthcheck"]
+    CMD ["python", "-m", "src.web.healthcheck"]
 
 CMD ["python", "wsgi.py"]
 

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 .PHONY: run test bench bench-resize bench-faults soak clean dashboard screenshot
 
 run: $(VENV)/.runtime
-	$(PY) -m src.launcher
+	$(PY) -m src.local.launcher
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
@@ -38,7 +38,7 @@ bench-resize: $(VENV)/.dev
 DASHBOARD_VENV := .venv-dashboard
 
 dashboard: $(DASHBOARD_VENV)/.installed
-	$(DASHBOARD_VENV)/bin/python -m src.dashboard
+	$(DASHBOARD_VENV)/bin/python -m src.local.dashboard
 
 $(DASHBOARD_VENV)/.installed: requirements-dashboard.txt
 	$(PYTHON) -m venv $(DASHBOARD_VENV)

@@ -37,7 +37,7 @@ def hunt(find, timeout: float, step: float = 0.005):
 def work_horse(launched) -> psutil.Process | None:
     """A resize work horse: the child of a worker that RQ forked into a process group of its
     own (a worker's other child, RQ's scheduler, stays in the worker's group)."""
-    for worker in launched.children("src.worker"):
+    for worker in launched.children("src.runners.worker"):
         for child in worker.children():
             if os.getpgid(child.pid) == child.pid:
                 return child
@@ -58,7 +58,7 @@ def scoring_worker(launched, held: float = 0.3) -> psutil.Process | None:
 
 def _scoring_run(launched) -> tuple[psutil.Process, str] | None:
     """A live worker of the launcher that RQ says is running a scoring job, and that job."""
-    pids = {child.pid for child in launched.children("src.worker")}
+    pids = {child.pid for child in launched.children("src.runners.worker")}
     for worker in Worker.all(connection=launched.redis):
         if worker.pid not in pids or not alive(worker.pid) or worker.get_state() != "busy":
             continue

@@ -1,6 +1,6 @@
 """Time to recover from each fault of the contract's "What survives what", under `make run`.
 
-Starts `python -m src.launcher` (what `make run` runs) under a temporary directory with its
+Starts `python -m src.local.launcher` (what `make run` runs) under a temporary directory with its
 default settings (SWEEP_INTERVAL=5, SCORER_RETRY_DELAY=2, two workers; --sweep-interval
 changes the one that sets how fast a lost job is found), then runs each scenario --repeat
 times, one at a time, and prints every run and the median and maximum of each time (in
@@ -46,10 +46,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
 
+import chaos  # noqa: E402
 import requests  # noqa: E402
 from rq import Worker  # noqa: E402
 
-import chaos  # noqa: E402
 from harness import files_under, noisy_photo  # noqa: E402
 from launched import Launched  # noqa: E402
 
@@ -153,7 +153,7 @@ def worker_killed(launched: Launched) -> tuple[dict, str]:
 
 def worker_registered(launched: Launched, dead_pid: int) -> bool:
     """The supervisor's new worker is up, and RQ lists it."""
-    pids = {p.pid for p in launched.children("src.worker")} - {dead_pid}
+    pids = {p.pid for p in launched.children("src.runners.worker")} - {dead_pid}
     return len(pids) == 2 and pids <= {w.pid for w in Worker.all(connection=launched.redis)}
 
 
@@ -228,7 +228,7 @@ def deadline_with_nothing_running(launched: Launched) -> tuple[dict, str]:
     launched.scorer("_control", wait_rounds=1000)
     posted = time.monotonic()
     task = post_score(launched)
-    stopped = [*launched.children("src.worker"), launched.child("src.dispatcher")]
+    stopped = [*launched.children("src.runners.worker"), launched.child("src.runners.dispatcher")]
     for process in stopped:
         process.send_signal(signal.SIGSTOP)
     try:

@@ -1,10 +1,10 @@
 """HTTP throughput of the web process, next to two bare apps on the same waitress.
 
-The service runs as `make run` runs it (`python -m src.launcher` in a temporary folder: an
+The service runs as `make run` runs it (`python -m src.local.launcher` in a temporary folder: an
 embedded valkey with its append-only file, the bundled scorer simulator, $WORKERS workers,
 the dispatcher, and the web process `python wsgi.py`), so every task it creates is scored
 and the queue drains. The baselines run as processes of their own on the service's waitress
-configuration (`src.server.create_server`):
+configuration (`src.web.server.create_server`):
 
 - **hello**: a WSGI app that answers "Hello, world!";
 - **parse+save**: werkzeug parses the same multipart body and saves the photo to a file;
@@ -64,11 +64,11 @@ from werkzeug.wrappers import Request, Response
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from src.embedded_redis import free_port  # noqa: E402
-from src.launcher import _listening_on  # noqa: E402
-from src.queues import QUEUES  # noqa: E402
-from src.server import create_server  # noqa: E402
+from src.local.embedded_redis import free_port  # noqa: E402
+from src.local.launcher import _listening_on  # noqa: E402
 from src.settings import Settings  # noqa: E402
+from src.tasks.queues import QUEUES  # noqa: E402
+from src.web.server import create_server  # noqa: E402
 
 LUA = os.path.join(ROOT, "bench", "http_load.lua")
 TAG_LENGTH = 22  # bench/http_load.lua: 8 characters of run, 2 of thread, 12 of counter
@@ -173,7 +173,7 @@ class Service:
         for name in ("REDIS_URL", "SCORER_URL", "API_KEYS", "TRUSTED_PROXIES"):
             env.pop(name, None)
         self.log = open(os.path.join(tmp, "launcher.log"), "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "src.local.launcher"], cwd=ROOT, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         _listening_on(self.port, "the launcher", timeout=60)(self.process)
         self.server = next(child for child in psutil.Process(self.process.pid).children()
@@ -239,7 +239,7 @@ def pin(process: psutil.Process, cpus: set[int] | None) -> None:
             os.sched_setaffinity(thread.id, cpus)
 
 
-def pin_service(service: "Service") -> None:
+def pin_service(service: Service) -> None:
     launcher = psutil.Process(service.process.pid)
     for process in [launcher, *launcher.children(recursive=True)]:
         pin(process, ANSWERING_CPUS if process.pid == service.server.pid else OTHER_CPUS)

@@ -1,5 +1,5 @@
-"""The worker of bench/web_memory.py: our TaskWorker (src/worker.py) in burst mode, set up as
-`python -m src.worker` sets it up, in a process that imports what that imports and no more
+"""The worker of bench/web_memory.py: our TaskWorker (src/runners/worker.py) in burst mode, set up as
+`python -m src.runners.worker` sets it up, in a process that imports what that imports and no more
 (the benchmark's own imports would be inherited by every work horse it forks). Prints, as
 JSON, the peak RSS of its work horses (getrusage, in KiB on Linux) and its own (VmHWM:
 getrusage's figure for the process itself would carry over its parent's peak across exec).
@@ -24,17 +24,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rq import Queue  # noqa: E402
 
 from src.jobs import score  # noqa: E402
-from src.queues import QUEUES  # noqa: E402
+from src.runners.worker import TaskWorker, limit_malloc_arenas  # noqa: E402
 from src.settings import current_settings  # noqa: E402
 from src.store import connect  # noqa: E402
-from src.worker import TaskWorker, limit_malloc_arenas  # noqa: E402
+from src.tasks import queues  # noqa: E402
+from src.tasks.queues import QUEUES  # noqa: E402
 
 
 def warm_up(rounds: int, photo: str) -> None:
     client, calls = score.scorer(), score._calls()
     for round_ in range(rounds):
         answers = calls.map(lambda call: client.start(f"warm {round_} {call}", photo, "photo.jpg", "image/jpeg"),
-                            range(score.BATCH))
+                            range(queues.SCORE_BATCH))
         kinds = {answer.kind for answer in answers}
         assert kinds == {"ready"}, kinds
 

@@ -10,7 +10,7 @@ bare apps on the same waitress configuration (hello, parse+save, one read).
 
 Then, in this process, single-threaded (`time.process_time`), where a GET's CPU goes:
 
-- **the app**: our WSGI app (`src.app.create_app`, on the service's valkey) answering a GET
+- **the app**: our WSGI app (`src.web.app.create_app`, on the service's valkey) answering a GET
   of a ready task, called directly: no waitress, no socket to the client;
 - **its task read**: `Store.get` alone, the one Redis round trip a GET makes;
 - **redis-py's HGETALL** with the web's client settings (`store.connect`);
@@ -34,17 +34,16 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import hiredis
-
 from http_load import ROOT, TAG_LENGTH, Baseline, Body, Service, cpu_seconds, photo, run_tag, stop_all
 
 sys.path.insert(0, ROOT)
 
-from src.app import create_app  # noqa: E402
 from src.settings import Settings  # noqa: E402
 from src.store import connect  # noqa: E402
+from src.web.app import create_app  # noqa: E402
 
 
 class Client:

@@ -57,7 +57,7 @@ CACHE = os.path.join(ROOT, "var", "bench")
 from src.jobs import resizer  # noqa: E402
 from src.jobs.geometry import plan  # noqa: E402
 from src.jobs.resizer import resize as our_resize  # noqa: E402
-from src.resize_spec import ResizeSpec  # noqa: E402
+from src.tasks.resize_spec import ResizeSpec  # noqa: E402
 
 DEB_PACKAGE = "plasma-workspace-wallpapers=4:5.27.5-2"
 DEB_SHA256 = "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b"

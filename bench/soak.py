@@ -1,6 +1,6 @@
 """Soak: minutes of mixed load on `make run` while a chaos loop kills its parts.
 
-Starts `python -m src.launcher` (what `make run` runs) under a temporary directory, with its
+Starts `python -m src.local.launcher` (what `make run` runs) under a temporary directory, with its
 own VAR_DIR and UPLOAD_DIR, a free PORT, its embedded valkey (append-only file on) and its
 scorer simulator (set to answer `wait` twice per task). For --duration seconds it sends a
 few requests a second: scoring tasks and resize tasks of distinct photos, some duplicates,
@@ -41,12 +41,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
 
-import psutil  # noqa: E402
-
 import chaos  # noqa: E402
-from launched import Launched, alive, command_line  # noqa: E402
+import psutil  # noqa: E402
 from soak_ledger import Ledger  # noqa: E402
 from soak_load import Load  # noqa: E402
+
+from launched import Launched, alive, command_line  # noqa: E402
 
 SETTINGS = {  # for the launcher; printed with the report
     "WORKERS": "2",
@@ -104,13 +104,13 @@ class Chaos(threading.Thread):
         return f"kill -9 pid {pid}"
 
     def kill_worker(self) -> str:
-        return self._kill_child("src.worker") + " (a worker's main process)"
+        return self._kill_child("src.runners.worker") + " (a worker's main process)"
 
     def kill_web_server(self) -> str:
         return self._kill_child("wsgi.py")
 
     def kill_dispatcher(self) -> str:
-        return self._kill_child("src.dispatcher")
+        return self._kill_child("src.runners.dispatcher")
 
     def kill_valkey(self) -> str:
         return self._kill_child("valkey-server")
@@ -166,11 +166,11 @@ class Census(threading.Thread):
         if process.pid == self.launcher_pid:
             return "launcher"
         line = command_line(process)
-        for part, kind in (("valkey-server", "valkey"), ("src.simulator", "simulator"),
-                           ("src.dispatcher", "dispatcher"), ("wsgi.py", "web server")):
+        for part, kind in (("valkey-server", "valkey"), ("src.local.simulator", "simulator"),
+                           ("src.runners.dispatcher", "dispatcher"), ("wsgi.py", "web server")):
             if part in line:
                 return kind
-        if "src.worker" not in line:
+        if "src.runners.worker" not in line:
             return process.name()  # valkey's AOF rewrite, say
         if process.ppid() == self.launcher_pid:
             return "worker"
@@ -194,7 +194,7 @@ def supervisor_summary(log: str, killed_children: int) -> list[str]:
     lines.append(f"sweep: {rerun} lost jobs run again, {failed} tasks failed after 3 losses")
     quits = len(re.findall(r"found an unhandled exception, quitting", log))
     schedulers = len(re.findall(r"Scheduler \[PID \d+\] raised an exception", log))
-    lines.append(f"RQ: {quits} worker loops ended by an error (src.worker then starts a new one), "
+    lines.append(f"RQ: {quits} worker loops ended by an error (src.runners.worker then starts a new one), "
                  f"{schedulers} scheduler processes died")
     chains = _traceback_chains(log)
     lines.append(f"tracebacks in the children's logs: {sum(chains.values())} (chained ones counted once), by the "

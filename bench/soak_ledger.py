@@ -18,7 +18,7 @@ from typing import Any
 import redis
 import requests
 
-from src.simulator import expected_score
+from src.local.simulator import expected_score
 
 WAITING = (b"queued", b"running")
 

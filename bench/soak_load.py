@@ -9,11 +9,11 @@ import random
 import threading
 import time
 
-import requests
-
 import chaos
-from harness import Client, noisy_photo
+import requests
 from soak_ledger import Ask, Ledger, Task
+
+from harness import Client, noisy_photo
 
 NAMES = ("Ann Lee", "Bo Chen", "Carla Díaz", "Dmitri Ivanov", "Eve Okafor")
 FOLLOW_EVERY = 1.0  # seconds between two GETs of one waiting task

@@ -29,10 +29,10 @@ from rq import Queue, SimpleWorker
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from src import photos, results  # noqa: E402
-from src.embedded_redis import EmbeddedRedis  # noqa: E402
-from src.queues import SCORE_QUEUE  # noqa: E402
+from src.local.embedded_redis import EmbeddedRedis  # noqa: E402
 from src.store import RESULT_FILES_KEY, Store  # noqa: E402
+from src.tasks import photos, results  # noqa: E402
+from src.tasks.queues import SCORE_QUEUE  # noqa: E402
 
 HOUR_AGO = time.time() - 3600 * 2
 

@@ -1,6 +1,6 @@
 """Scoring throughput: many tasks waiting on the scorer, served by two workers.
 
-Runs the service as `make run` does, as separate processes (`python -m src.launcher`: an
+Runs the service as `make run` does, as separate processes (`python -m src.local.launcher`: an
 embedded valkey with its append-only file, $WORKERS workers, the dispatcher, the web
 server), against the scorer simulator in a process of its own. Then, one after the other:
 
@@ -40,8 +40,8 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from src.embedded_redis import free_port  # noqa: E402
-from src.launcher import _listening_on  # noqa: E402
+from src.local.embedded_redis import free_port  # noqa: E402
+from src.local.launcher import _listening_on  # noqa: E402
 
 
 def photo(seed: int) -> bytes:
@@ -60,14 +60,14 @@ class Stack:
         self.scorer_url = f"http://127.0.0.1:{self.sim_port}/api/"
         self.url = f"http://127.0.0.1:{self.port}/"
         quiet = subprocess.DEVNULL
-        self.simulator = subprocess.Popen([sys.executable, "-m", "src.simulator", "--port", str(self.sim_port)],
+        self.simulator = subprocess.Popen([sys.executable, "-m", "src.local.simulator", "--port", str(self.sim_port)],
                                           cwd=ROOT, stdout=quiet, stderr=quiet)
         env = {**os.environ, "PORT": str(self.port), "WORKERS": str(workers), "SCORER_URL": self.scorer_url,
                "SCORER_RETRY_DELAY": str(delay), "VAR_DIR": os.path.join(tmp, "var"),
                "UPLOAD_DIR": os.path.join(tmp, "uploads")}
         env.pop("REDIS_URL", None)
         self.log = open(os.path.join(tmp, "launcher.log"), "wb")
-        self.launcher = subprocess.Popen([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=env,
+        self.launcher = subprocess.Popen([sys.executable, "-m", "src.local.launcher"], cwd=ROOT, env=env,
                                          stdout=self.log, stderr=subprocess.STDOUT)
         _listening_on(self.sim_port, "the simulator")(self.simulator)
         _listening_on(self.port, "the service", timeout=60)(self.launcher)

@@ -36,8 +36,8 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from src.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from src.launcher import _listening_on  # noqa: E402
+from src.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from src.local.launcher import _listening_on  # noqa: E402
 
 LARGE_PNG = (7800, 5800)  # 45.2 MP
 SMALL_PNG = (640, 480)
@@ -163,7 +163,7 @@ def main() -> None:
         try:
             if args.warm:
                 port = free_port()
-                scorer = subprocess.Popen([sys.executable, "-m", "src.simulator", "--port", str(port)], cwd=ROOT,
+                scorer = subprocess.Popen([sys.executable, "-m", "src.local.simulator", "--port", str(port)], cwd=ROOT,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 _listening_on(port, "the scorer simulator")(scorer)
                 env.update(SCORER_URL=f"http://127.0.0.1:{port}/api/", WARM_PHOTO=os.path.join(tmp, "warm.jpg"))

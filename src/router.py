@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Request, Response
 
-from . import auth, results
-from .context import Context
-from .errors import ApiError
-from .handlers import create, delete, files, health, metrics, page, status
+from src.handlers import create, delete, files, health, metrics, page, status
+from src.tasks import results
+from src.web import auth
+from src.web.context import Context
+from src.web.errors import ApiError
 
 HANDLERS = {
     "GET": status.handle,

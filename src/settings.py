@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 DEFAULT_SCORER_URL = "http://merlinface.com:12345/api/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -73,7 +73,7 @@ class Settings:
         return 2 * self.sweep_interval
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         redis_url = env.get("REDIS_URL", "").strip()
         scorer_url = env.get("SCORER_URL", "").strip()

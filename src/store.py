@@ -29,7 +29,6 @@ was thought dead) finds its writes refused and stops, so one task never has two 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -193,16 +192,6 @@ def take_turn(conn: redis.Redis, chore: str, seconds: float) -> bool:
     """True for one caller in `seconds`, whichever process asks: whose turn it is to do a
     periodic chore that any number of dispatchers or workers might start."""
     return bool(conn.set(f"{PREFIX}turn:{chore}", 1, nx=True, px=max(1, int(seconds * 1000))))
-
-
-def normalise_name(name: str) -> str:
-    """The form two names are compared in: case-insensitive, spaces collapsed."""
-    return " ".join(name.split()).casefold()
-
-
-def dedupe_key(owner: str, kind: str, settings: str, digest: str) -> str:
-    raw = "\0".join((owner, kind, settings, digest)).encode()
-    return PREFIX + "dedupe:" + hashlib.sha256(raw).hexdigest()
 
 
 @dataclass(frozen=True)

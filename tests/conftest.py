@@ -4,7 +4,7 @@
   the machine's shared Redis), flushed before each test: we started it, so we may;
 - the scorer simulator as a real HTTP server, reset before each test;
 - per test, the service itself: the WSGI app under waitress on a free port, and real RQ
-  workers as subprocesses (`python -m src.worker`), with the settings the test asks for.
+  workers as subprocesses (`python -m src.runners.worker`), with the settings the test asks for.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from harness import Service, assert_error_shape, files_under
-from src.embedded_redis import EmbeddedRedis
-from src.simulator import serve
+from src.local.embedded_redis import EmbeddedRedis
+from src.local.simulator import serve
 
 
 @pytest.fixture(scope="session")

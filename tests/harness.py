@@ -15,10 +15,10 @@ import time
 import requests
 from PIL import Image
 
-from src.app import create_app
-from src.server import create_server
-from src.processes import spawn
+from src.local.processes import spawn
 from src.settings import Settings
+from src.web.app import create_app
+from src.web.server import create_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,9 +87,9 @@ class Service(Client):
     def start_workers(self, count: int) -> None:
         """Start `count` RQ workers, and the dispatcher with the first ones."""
         if not self.workers:
-            self.workers.append(self._spawn("src.dispatcher"))
+            self.workers.append(self._spawn("src.runners.dispatcher"))
         for _ in range(count):
-            self.workers.append(self._spawn("src.worker"))
+            self.workers.append(self._spawn("src.runners.worker"))
 
     def _spawn(self, module: str) -> subprocess.Popen:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}

@@ -1,4 +1,4 @@
-"""`make run` as a user starts it: `python -m src.launcher` as a subprocess in a folder of
+"""`make run` as a user starts it: `python -m src.local.launcher` as a subprocess in a folder of
 its own, and its children found by command line. Shared by the supervision tests and the
 fault benches (bench/faults.py, bench/soak.py)."""
 
@@ -13,12 +13,12 @@ import redis
 import requests
 
 from harness import ROOT, Client, wait_for
-from src.embedded_redis import free_port
-from src.processes import spawn
+from src.local.embedded_redis import free_port
+from src.local.processes import spawn
 
 
 class Launched(Client):
-    """`python -m src.launcher` (what `make run` runs) as a subprocess, with its own VAR_DIR
+    """`python -m src.local.launcher` (what `make run` runs) as a subprocess, with its own VAR_DIR
     and UPLOAD_DIR under `tmp_dir`, a free PORT, and REDIS_URL and SCORER_URL unset (so it
     starts its embedded valkey and the simulator); `env` adds settings. Its children are
     found by command line."""
@@ -33,7 +33,7 @@ class Launched(Client):
                     if key not in ("REDIS_URL", "SCORER_URL", "API_KEYS")}
         full_env.update(PORT=str(self.port), VAR_DIR=self.var_dir, UPLOAD_DIR=self.upload_dir, **env)
         with open(self.log_path, "ab") as log:
-            self.process = spawn([sys.executable, "-m", "src.launcher"], cwd=ROOT, env=full_env,
+            self.process = spawn([sys.executable, "-m", "src.local.launcher"], cwd=ROOT, env=full_env,
                                  stdout=log, stderr=subprocess.STDOUT)
         self.redis: redis.Redis | None = None
 
@@ -62,7 +62,7 @@ class Launched(Client):
     def scorer(self, endpoint: str, **settings) -> requests.Response:
         """A call to a control endpoint of the simulator the launcher started: GET, or POST
         with `settings` (and for the endpoints that only take POST: `_forget`, `_reset`)."""
-        port = self.child("src.simulator").cmdline()[-1]  # `--port N` comes last
+        port = self.child("src.local.simulator").cmdline()[-1]  # `--port N` comes last
         url = f"http://127.0.0.1:{port}/{endpoint}"
         post = settings or endpoint in ("_forget", "_reset")
         answer = requests.post(url, json=settings, timeout=5) if post else requests.get(url, timeout=5)

@@ -13,9 +13,9 @@ import requests
 
 from harness import ROOT, make_photo, wait_for
 from launched import Launched
-from src.dashboard import DashboardError, credentials, redis_url
-from src.embedded_redis import free_port
-from src.processes import spawn
+from src.local.dashboard import DashboardError, credentials, redis_url
+from src.local.embedded_redis import free_port
+from src.local.processes import spawn
 from src.settings import Settings
 
 

@@ -15,13 +15,13 @@ import signal
 import time
 
 import psutil
-import redis
 import pytest
+import redis
 import requests
+from test_scoring import assert_failed, assert_ready, start_task, wait_until
 
 from harness import Service, files_under, leftovers, make_photo, noisy_photo
-from src.embedded_redis import EmbeddedRedis, free_port
-from test_scoring import assert_failed, assert_ready, start_task, wait_until
+from src.local.embedded_redis import EmbeddedRedis, free_port
 
 
 def talking_to(service, port: int) -> psutil.Process | None:

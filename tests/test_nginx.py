@@ -11,10 +11,10 @@ import time
 
 import pytest
 import requests
+from test_hostile import LARGE_HEAD, assert_json_error, read_answer
 
 from harness import ROOT, make_photo
-from src.embedded_redis import free_port
-from test_hostile import LARGE_HEAD, assert_json_error, read_answer
+from src.local.embedded_redis import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not os.access(NGINX, os.X_OK), reason="nginx is not installed")

@@ -11,7 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import Service, bearer, make_photo, wait_for
-from src.embedded_redis import free_port
+from src.local.embedded_redis import free_port
 
 NAME = "Ann Lee"
 

@@ -14,7 +14,7 @@ import requests
 
 from browser import find_chromium, launch
 from harness import bearer, make_photo
-from src.simulator import expected_score
+from src.local.simulator import expected_score
 
 CHROMIUM = find_chromium()
 if CHROMIUM is None:

@@ -11,8 +11,8 @@ import time
 import pytest
 from rq import Queue
 
-from src.simulator import expected_score
 from harness import Service, files_under, make_photo, noisy_photo, wait_for
+from src.local.simulator import expected_score
 
 NAME = "Ann Lee"
 

@@ -21,8 +21,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from src.simulator import expected_score
 from harness import files_under, make_photo
+from src.local.simulator import expected_score
 
 NAME = "Ann Lee"
 

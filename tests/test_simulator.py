@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from src.simulator import FAULTS, create_simulator, expected_score, serve
+from src.local.simulator import FAULTS, create_simulator, expected_score, serve
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,7 +217,7 @@ def test_in_process_api():
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_cli_prints_url_and_exits_cleanly_on_signal(signum):
     process = subprocess.Popen(
-        [sys.executable, "-m", "src.simulator", "--port", "0", "--wait-rounds", "1"],
+        [sys.executable, "-m", "src.local.simulator", "--port", "0", "--wait-rounds", "1"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

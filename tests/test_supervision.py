@@ -1,4 +1,4 @@
-"""`make run` supervises: real `python -m src.launcher` (what `make run` runs) with its own
+"""`make run` supervises: real `python -m src.local.launcher` (what `make run` runs) with its own
 embedded valkey and simulator under a temporary VAR_DIR, its children killed with SIGKILL.
 
 One launcher serves the whole module (each start costs seconds); the tests run in file order,
@@ -67,12 +67,12 @@ def launched(tmp_path_factory):
 
 def test_a_killed_web_server_is_back_and_the_rest_keeps_working(launched):
     web = launched.child("wsgi.py")
-    workers = {worker.pid for worker in launched.children("src.worker")}
+    workers = {worker.pid for worker in launched.children("src.runners.worker")}
     web.kill()
 
     wait_for(lambda: replaced(launched, "wsgi.py", web.pid) and launched.answers(), timeout=15)
     assert launched.score(1)["status"] == "ready"
-    assert {worker.pid for worker in launched.children("src.worker")} == workers
+    assert {worker.pid for worker in launched.children("src.runners.worker")} == workers
     assert "web server (pid %d) was killed by SIGKILL" % web.pid in launched.log()
 
 
@@ -87,8 +87,8 @@ def test_a_killed_worker_is_replaced_and_leaves_nothing_running(launched):
     main.kill()
 
     wait_for(lambda: not any(alive(pid) for pid in started), timeout=10)
-    wait_for(lambda: len(launched.children("src.worker")) == 2, timeout=15)
-    new_pids = {worker.pid for worker in launched.children("src.worker")} - {busy.pid}
+    wait_for(lambda: len(launched.children("src.runners.worker")) == 2, timeout=15)
+    new_pids = {worker.pid for worker in launched.children("src.runners.worker")} - {busy.pid}
     wait_for(lambda: new_pids & {worker.pid for worker in Worker.all(connection=launched.redis)})
     wait_for(lambda: scheduler_alive(launched.redis), timeout=10)  # whoever held the lock
     assert launched.score(3)["status"] == "ready"

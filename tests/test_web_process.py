@@ -11,7 +11,7 @@ import time
 import requests
 
 from harness import ROOT
-from src.embedded_redis import free_port
+from src.local.embedded_redis import free_port
 
 
 def _answering(url: str, process: subprocess.Popen) -> bool:
@@ -74,7 +74,7 @@ def test_every_answer_is_logged_by_the_time_the_server_has_stopped(redis_server,
 
 def _healthcheck(port: int) -> int:
     env = {**os.environ, "PORT": str(port)}
-    return subprocess.run([sys.executable, "-m", "src.healthcheck"], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "src.web.healthcheck"], cwd=ROOT, env=env,
                           capture_output=True, timeout=30).returncode
 
 

@@ -6,13 +6,13 @@ import functools
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request, Response
 
-from ..context import Context
-from ..errors import ApiError, json_response
-from ..store import FAILED, READY
+from src.store import FAILED, READY
+from src.web.context import Context
+from src.web.errors import ApiError, json_response
 
 _TASK_ID = re.compile(r"[0-9]{1,18}")
 
@@ -65,5 +65,5 @@ def _retry_after(ctx: Context, kind: str) -> str:
 
 @functools.lru_cache(maxsize=4096)  # a task's times are asked for at every poll
 def _iso(timestamp: str) -> str:
-    moment = datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
+    moment = datetime.fromtimestamp(float(timestamp), tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

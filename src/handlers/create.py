@@ -10,14 +10,19 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from .. import images, lifecycle, metrics, queues
-from ..context import Context
-from ..errors import ApiError, json_response
-from ..request import MAX_FORM_MEMORY_SIZE, MAX_FORM_PARTS
-from ..resize_spec import ResizeSpec
-from ..store import READY, Claim, dedupe_key, normalise_name
-from . import fields
-from .answers import location
+from src import metrics
+from src.handlers import fields
+from src.handlers.answers import location
+from src.store import READY, Claim
+from src.tasks import images, lifecycle, queues
+from src.tasks.dedupe import dedupe_key, normalise_name
+from src.tasks.resize_spec import ResizeSpec
+from src.web.context import Context
+from src.web.errors import ApiError, json_response
+from src.web.request import MAX_FORM_MEMORY_SIZE, MAX_FORM_PARTS
+
+# Why a photo was rejected -> the status code that says so.
+PHOTO_REFUSALS = {"unsupported_media_type": 415, "corrupt_image": 422, "image_too_large": 422}
 
 
 def handle(ctx: Context, request: Request, user: str) -> Response:
@@ -62,7 +67,10 @@ def _photo(ctx: Context, files) -> tuple[FileStorage, images.ImageInfo]:
         raise ApiError(400, "missing_field", "photo is required (a file part)", "photo")
     photo.stream.close()  # the HashingFile the request spooled it to
     spool = photo.stream
-    return photo, images.known_photos.inspect(spool.digest, spool.path, ctx.settings.max_image_pixels)
+    try:
+        return photo, images.known_photos.inspect(spool.digest, spool.path, ctx.settings.max_image_pixels)
+    except images.PhotoRejected as rejected:
+        raise ApiError(PHOTO_REFUSALS[rejected.code], rejected.code, str(rejected), "photo") from None
 
 
 def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.ImageInfo) -> Response:

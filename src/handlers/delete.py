@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Request, Response
 
-from .. import lifecycle
-from ..context import Context
-from ..errors import json_response
-from .answers import not_found, task_id_from
+from src.handlers.answers import not_found, task_id_from
+from src.tasks import lifecycle
+from src.web.context import Context
+from src.web.errors import json_response
 
 
 def handle(ctx: Context, request: Request, user: str) -> Response:

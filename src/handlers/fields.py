@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ..errors import ApiError
-from ..resize_spec import DEFAULT_QUALITY, FITS, FORMATS, ResizeSpec
+from src.tasks.resize_spec import DEFAULT_QUALITY, FITS, FORMATS, ResizeSpec
+from src.web.errors import ApiError
 
 MAX_NAME_LENGTH = 100
 SIZE_FIELDS = ("width", "height")

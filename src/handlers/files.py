@@ -12,9 +12,9 @@ from werkzeug.exceptions import NotFound
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
-from .. import results
-from ..context import Context
-from ..errors import ApiError
+from src.tasks import results
+from src.web.context import Context
+from src.web.errors import ApiError
 
 ONE_YEAR = 365 * 24 * 3600
 

@@ -12,9 +12,9 @@ import time
 import redis
 from werkzeug.wrappers import Request, Response
 
-from ..context import Context
-from ..errors import json_response
-from ..metrics import rq_state
+from src.metrics import rq_state
+from src.web.context import Context
+from src.web.errors import json_response
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Request, Response
 
-from ..context import Context
+from src.web.context import Context
 
 
 def handle(ctx: Context, request: Request) -> Response:

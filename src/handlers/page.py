@@ -1,6 +1,6 @@
 """The page for people: `GET /` when a browser asks for HTML, and its files under `/page/`.
 
-Served from `src/page/` by werkzeug, without an API key (the page asks for the key and sends
+Served from `src/web/page/` by werkzeug, without an API key (the page asks for the key and sends
 it with its own API calls). The page loads nothing from any other host, and its
 Content-Security-Policy says so to the browser.
 """
@@ -13,11 +13,11 @@ from werkzeug.exceptions import NotFound
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
-from ..context import Context
-from ..errors import ApiError
+from src.web.context import Context
+from src.web.errors import ApiError
 
 URL_PREFIX = "/page/"
-PAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "page")
+PAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "page")
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Request, Response
 
-from .. import lifecycle
-from ..context import Context
-from .answers import find_task, not_found, task_answer, task_id_from
+from src.handlers.answers import find_task, not_found, task_answer, task_id_from
+from src.tasks import lifecycle
+from src.web.context import Context
 
 
 def handle(ctx: Context, request: Request, user: str) -> Response:

@@ -8,9 +8,9 @@ photos still counted as used). Once TASK_TTL has passed since the upgrade, none 
 
 from __future__ import annotations
 
-from .. import lifecycle
-from ..settings import current_settings
-from . import running
+from src.jobs import running
+from src.settings import current_settings
+from src.tasks import lifecycle
 
 
 def expire_task(task_id: int, digest: str, result_file: str = "") -> str:

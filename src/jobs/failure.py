@@ -12,9 +12,9 @@ import logging
 import redis
 from rq.exceptions import AbandonedJobError
 
-from .. import lifecycle
-from ..settings import current_settings
-from ..store import Store
+from src.settings import current_settings
+from src.store import Store
+from src.tasks import lifecycle
 
 log = logging.getLogger(__name__)
 LOSSES = (AbandonedJobError, redis.ConnectionError, redis.TimeoutError)

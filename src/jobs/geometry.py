@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..resize_spec import ResizeSpec
+from src.tasks.resize_spec import ResizeSpec
 
 
 @dataclass(frozen=True)

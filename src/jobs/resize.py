@@ -3,11 +3,12 @@ progress recorded at each stage."""
 
 from __future__ import annotations
 
-from .. import lifecycle, metrics, photos, results
-from ..resize_spec import ResizeSpec
-from ..settings import current_settings
-from . import running
-from .resizer import CorruptImage, resize
+from src import metrics
+from src.jobs import running
+from src.jobs.resizer import CorruptImage, resize
+from src.settings import current_settings
+from src.tasks import lifecycle, photos, results
+from src.tasks.resize_spec import ResizeSpec
 
 # Progress once each stage is done; ready (100) comes when the result is recorded.
 PROGRESS = {"started": 5, "decoded": 40, "resized": 70, "encoded": 95}

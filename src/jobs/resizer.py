@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 from PIL import ExifTags, Image, ImageCms, ImageOps
 
-from ..resize_spec import ResizeSpec
-from .geometry import Plan, plan
+from src.jobs.geometry import Plan, plan
+from src.tasks.resize_spec import ResizeSpec
 
 # How much larger than the output the decoded JPEG stays, and how far whole-factor reducing
 # goes before Lanczos takes over: one gap, so that what a draft leaves (less than twice the

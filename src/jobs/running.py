@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rq import get_current_job
 
-from ..settings import current_settings
-from ..store import Store
+from src.settings import current_settings
+from src.store import Store
 
 
 def current_store() -> Store:

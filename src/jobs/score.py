@@ -5,7 +5,7 @@ When the scorer says `wait`, or a call fails in a way worth retrying, the task i
 run when it is due. So a few workers serve any number of waiting tasks.
 
 One job may carry the runs of several tasks: the dispatcher puts the polls that come due
-together into one job (up to BATCH), whose calls go out side by side on the worker's pooled
+together into one job (up to queues.SCORE_BATCH), whose calls go out side by side on the worker's pooled
 connections. RQ's own cost per job (a dozen Redis round trips) is then paid once per batch,
 not once per poll. Each task in the batch names the job (its fence), so a lost batch is
 re-run task by task by the sweep, like any lost job.
@@ -22,16 +22,15 @@ from typing import NamedTuple
 
 import redis
 
-from .. import lifecycle, photos
-from ..settings import Settings, current_settings
-from ..store import Store
-from . import running
-from .failure import fail_as_bug
-from .scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
+from src.jobs import running
+from src.jobs.failure import fail_as_bug
+from src.jobs.scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
+from src.settings import Settings, current_settings
+from src.store import Store
+from src.tasks import lifecycle, photos, queues
 
 log = logging.getLogger(__name__)
 
-BATCH = 16  # most tasks one job runs; also the connections kept open to the scorer
 MAX_BACKOFF = 30.0
 MAX_RESTARTS = 3  # a scorer that forgot our retry_id: start over with the photo, this often
 PROGRESS_SENT = 10
@@ -50,13 +49,13 @@ class Run(NamedTuple):
 def scorer() -> ScorerClient:
     """One client per worker process: its connections to the scorer are kept and reused."""
     settings = current_settings()
-    return ScorerClient(settings.scorer_url, settings.scorer_timeout, pool_size=BATCH)
+    return ScorerClient(settings.scorer_url, settings.scorer_timeout, pool_size=queues.SCORE_BATCH)
 
 
 @functools.cache
 def _calls() -> ThreadPoolExecutor:
     """Threads for the calls of one batch, made once per worker process."""
-    return ThreadPoolExecutor(max_workers=BATCH, thread_name_prefix="scorer-call")
+    return ThreadPoolExecutor(max_workers=queues.SCORE_BATCH, thread_name_prefix="scorer-call")
 
 
 def score_tasks(task_ids: list[int]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from .. import metrics
+from src import metrics
 
 READY, WAIT, REJECTED, FAULT = "ready", "wait", "rejected", "fault"
 

@@ -6,7 +6,7 @@
 - a task whose job is gone (its work horse or whole worker killed, Redis lost mid-run, a
   web process killed between creating the task and enqueuing it) gets a new job; after
   MAX_LOSSES such losses it fails with `internal_error`. (A worker whose work horse dies
-  does this itself at once: src/worker.py.)
+  does this itself at once: src/runners/worker.py.)
 `sweep_files` removes the files of finished tasks whose time to live has ended (their keys
 have expired in Redis by themselves), and, every `orphan_scan_interval`, stored photos and
 results that no task names, once they are older than ORPHAN_GRACE (a file being made is
@@ -19,14 +19,13 @@ import logging
 import os
 import time
 
-from .. import lifecycle, photos, queues, results
-from ..settings import current_settings
-from ..store import WAITING, Store, take_turn
-from . import running
+from src.jobs import running
+from src.settings import current_settings
+from src.store import WAITING, Store, take_turn
+from src.tasks import lifecycle, liveness, losses, photos, results
 
 log = logging.getLogger(__name__)
 
-MAX_LOSSES = 3
 BATCH = 1000
 
 
@@ -54,32 +53,10 @@ def _check(store: Store, task_id: int, settings) -> str:
         store.forget(task_id)
         return "gone"
     lost = task.get("job_id", "")
-    if store.is_due_later(task_id) or queues.job_is_alive(store.redis, lost):
+    if store.is_due_later(task_id) or liveness.job_is_alive(store.redis, lost):
         store.renew_lease(task_id)
         return "alive"
-    return run_lost_job_again(store, task_id, task, lost, settings)
-
-
-def run_lost_job_again(store: Store, task_id: int, task: dict, lost: str, settings) -> str:
-    """The task's job `lost` will not end: give the task a new job, counting the loss, or
-    fail it once it has been lost MAX_LOSSES times. 'replaced', 'fail', or 'moved' when the
-    task no longer waits on `lost`. Also called by a worker whose work horse died. A job
-    started before Redis restarted was lost with Redis, not with its worker: it runs again
-    without counting, so the task ends as it would have (the contract's promise for a Redis
-    that goes away and comes back)."""
-    new_job = queues.new_job_id(task_id)
-    counted = not queues.lost_with_redis(store.redis, lost)
-    verdict = store.replace_job(task_id, lost, new_job, MAX_LOSSES, counted)
-    if verdict == "replaced":
-        log.warning("task %s: job %s was lost%s; running it again as %s", task_id, lost,
-                    "" if counted else " when Redis restarted (not counted)", new_job)
-        queues.enqueue_task(store.redis, task["kind"], task_id, new_job, settings)
-    elif verdict == "fail":
-        log.error("task %s: its job was lost %d times; failing it", task_id, MAX_LOSSES)
-        lifecycle.fail_task(store, task_id, "internal_error",
-                            f"the task's job was lost {MAX_LOSSES} times (its worker died)",
-                            task.get("result_file", ""))
-    return verdict
+    return losses.run_lost_job_again(store, task_id, task, lost, settings)
 
 
 def sweep_files() -> str:

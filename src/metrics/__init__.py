@@ -9,6 +9,6 @@
 The hooks below are one-line calls from the code where each event happens.
 """
 
-from .events import resize_timed, scorer_call_timed, task_created, task_finished
+from src.metrics.events import resize_timed, scorer_call_timed, task_created, task_finished
 
 __all__ = ["resize_timed", "scorer_call_timed", "task_created", "task_finished"]

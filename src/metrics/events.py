@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 from rq import get_current_job
 
-from .shared import SharedMetric
+from src.metrics.shared import SharedMetric
 
 log = logging.getLogger(__name__)
 

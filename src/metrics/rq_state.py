@@ -6,13 +6,14 @@ from __future__ import annotations
 import redis
 from rq import Queue, Worker
 
-from ..queues import QUEUES, alive_key
+from src.tasks.liveness import alive_key
+from src.tasks.queues import QUEUES
 
 
 def workers_alive(conn: redis.Redis) -> list[str]:
     """The names of the workers registered with RQ that keep their liveness key fresh: RQ
     keeps a killed worker registered for a minute or more, its liveness key goes within a
-    lease (src/worker.py)."""
+    lease (src/runners/worker.py)."""
     names = [worker.name for worker in Worker.all(connection=conn)]
     with conn.pipeline(transaction=False) as pipe:
         for name in names:

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCol
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from . import rq_state, shared
-from .events import SHARED
+from src.metrics import rq_state, shared
+from src.metrics.events import SHARED
 
 # Anything else a client sends as a method is counted as "other", so clients cannot add series.
 METHODS = ("GET", "HEAD", "POST", "DELETE", "PUT", "PATCH", "OPTIONS")

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 
-from .errors import ApiError
-
 # Pillow format name -> the MIME type we report for it.
 SUPPORTED = {
     "JPEG": "image/jpeg",
@@ -54,6 +52,16 @@ class Damaged(Exception):
     """The file's structure shows it is truncated or corrupt."""
 
 
+class PhotoRejected(Exception):
+    """The upload is no photo the service takes; `code` says why (`unsupported_media_type`:
+    not an image of a supported format; `corrupt_image`, `image_too_large`). The web maps it
+    to its answer."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     format: str
@@ -68,7 +76,7 @@ class ImageInfo:
 def inspect(path: str, max_pixels: int) -> ImageInfo:
     """Identify the image by its content and check its structure.
 
-    415 when it is not an image of a supported format, 422 when it is one but visibly
+    PhotoRejected when it is not an image of a supported format, or is one but visibly
     corrupt or truncated, or larger than `max_pixels`.
     """
     try:
@@ -76,19 +84,17 @@ def inspect(path: str, max_pixels: int) -> ImageInfo:
             info = ImageInfo(ALIASES.get(image.format, image.format), *image.size)
             _check_size(info, max_pixels)
             STRUCTURE_CHECKS[info.format](image, path)
-    except ApiError:
+    except PhotoRejected:
         raise
     except UnidentifiedImageError:
         begins_as = _begins_as(path)
         if begins_as:
-            raise ApiError(422, "corrupt_image", f"photo is corrupt or truncated: a {begins_as} file "
-                           "whose header could not be read", "photo") from None
-        raise ApiError(415, "unsupported_media_type",
-                       "photo is not a JPEG, PNG, WebP, GIF, BMP or TIFF image", "photo") from None
+            raise _corrupt(f"a {begins_as} file whose header could not be read") from None
+        raise PhotoRejected("unsupported_media_type", "photo is not a JPEG, PNG, WebP, GIF, BMP or TIFF image") from None
     except Image.DecompressionBombError:
         raise _too_large(max_pixels) from None
     except Exception as exc:  # Damaged, or any parser failure: a damaged file
-        raise ApiError(422, "corrupt_image", f"photo is corrupt or truncated: {exc}", "photo") from None
+        raise _corrupt(str(exc)) from None
     return info
 
 
@@ -132,13 +138,17 @@ known_photos = KnownPhotos()
 
 def _check_size(info: ImageInfo, max_pixels: int) -> None:
     if info.width < 1 or info.height < 1:
-        raise ApiError(422, "corrupt_image", "photo has no pixels", "photo")
+        raise PhotoRejected("corrupt_image", "photo has no pixels")
     if info.width * info.height > max_pixels:
         raise _too_large(max_pixels)
 
 
-def _too_large(max_pixels: int) -> ApiError:
-    return ApiError(422, "image_too_large", f"photo has more than {max_pixels} pixels", "photo")
+def _too_large(max_pixels: int) -> PhotoRejected:
+    return PhotoRejected("image_too_large", f"photo has more than {max_pixels} pixels")
+
+
+def _corrupt(detail: str) -> PhotoRejected:
+    return PhotoRejected("corrupt_image", f"photo is corrupt or truncated: {detail}")
 
 
 # --- per-format checks of the structure: Pillow has opened the file and read its headers --

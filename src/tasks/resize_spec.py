@@ -26,7 +26,7 @@ class ResizeSpec:
     format: str = ""
     quality: int = DEFAULT_QUALITY
 
-    def resolved(self, source_format: str) -> "ResizeSpec":
+    def resolved(self, source_format: str) -> ResizeSpec:
         """With the default format filled in (`source_format` is Pillow's name): the source's
         when we write it, else JPEG. Two requests that spell out or leave out the same
         defaults then resolve to equal specs, and dedupe to one task."""
@@ -39,5 +39,5 @@ class ResizeSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, raw: str) -> "ResizeSpec":
+    def from_json(cls, raw: str) -> ResizeSpec:
         return cls(**json.loads(raw))

@@ -2,7 +2,7 @@
 
 Decides what to start, in order: a private valkey-server under $VAR_DIR/redis (when REDIS_URL
 is unset), the scorer simulator (when SCORER_URL is unset), $WORKERS RQ workers (with RQ's
-scheduler), the dispatcher (src/dispatcher.py) and the web server. `src/supervisor.py` keeps them running: a child that dies is
+scheduler), the dispatcher (src/runners/dispatcher.py) and the web server. `src/local/supervisor.py` keeps them running: a child that dies is
 restarted with backoff, and Ctrl-C or SIGTERM stops them all. Children run in their own
 sessions, so a Ctrl-C reaches only this process, which then stops them; and they get SIGTERM
 should it be killed outright.
@@ -19,11 +19,11 @@ import subprocess
 import sys
 import time
 
-from .embedded_redis import EmbeddedRedis, free_port
-from .settings import Settings, SettingsError
-from .supervisor import Child, Supervisor, say
+from src.local.embedded_redis import EmbeddedRedis, free_port
+from src.local.supervisor import Child, Supervisor, say
+from src.settings import Settings, SettingsError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _python(*args: str) -> list[str]:
@@ -96,11 +96,11 @@ class Launcher:
             self.env["SCORER_URL"] = f"http://127.0.0.1:{port}/api/"
             say("SCORER_URL is unset: using the bundled scorer SIMULATOR, a stand-in for the")
             say(f"remote merlinface API, at {self.env['SCORER_URL']}  (set SCORER_URL to use the real one)")
-            self.supervisor.start(Child("scorer simulator", _python("-m", "src.simulator", "--port", str(port)),
+            self.supervisor.start(Child("scorer simulator", _python("-m", "src.local.simulator", "--port", str(port)),
                                         ready=_listening_on(port, "the scorer simulator")))
         for number in range(1, settings.workers + 1):
-            self.supervisor.start(Child(f"worker {number}", _python("-m", "src.worker")))
-        self.supervisor.start(Child("dispatcher", _python("-m", "src.dispatcher")))
+            self.supervisor.start(Child(f"worker {number}", _python("-m", "src.runners.worker")))
+        self.supervisor.start(Child("dispatcher", _python("-m", "src.runners.dispatcher")))
         self.supervisor.start(Child("web server", _python("wsgi.py"),
                                     ready=_listening_on(settings.port, "the web server")))
         say(f"ready: http://127.0.0.1:{settings.port}/  ({settings.workers} workers; "

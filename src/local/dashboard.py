@@ -13,7 +13,7 @@ import os
 import sys
 from urllib.parse import urlsplit
 
-from .settings import Settings, SettingsError
+from src.settings import Settings, SettingsError
 
 
 class DashboardError(Exception):
@@ -21,7 +21,7 @@ class DashboardError(Exception):
 
 
 def url_file(settings: Settings) -> str:
-    """Where `make run` writes its embedded Redis's URL: under VAR_DIR, as src/launcher.py does."""
+    """Where `make run` writes its embedded Redis's URL: under VAR_DIR, as src/local/launcher.py does."""
     return os.path.join(settings.var_dir, "run", "redis.url")
 
 

@@ -21,7 +21,7 @@ import socket
 import tempfile
 from typing import IO
 
-from .photos import discard
+from src.tasks.photos import discard
 
 
 class SpoolDir:

@@ -6,7 +6,7 @@ import hmac
 
 from werkzeug.wrappers import Request
 
-from .errors import ApiError
+from src.web.errors import ApiError
 
 
 def identify(request: Request, api_keys: dict[str, str]) -> str:

@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 
-from .resize_spec import EXTENSIONS, FORMATS
+from src.tasks.resize_spec import EXTENSIONS, FORMATS
 
 URL_PREFIX = "/files/"
 TOKEN_BYTES = 24

@@ -21,10 +21,10 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 from waitress.utilities import BadRequest, RequestEntityTooLarge
 
-from .access_log import log_answer
-from .app import new_request_id, stamp
-from .errors import ApiError, body_too_large
-from .settings import Settings
+from src.settings import Settings
+from src.web.access_log import log_answer
+from src.web.app import new_request_id, stamp
+from src.web.errors import ApiError, body_too_large
 
 OPTIONS = {
     "threads": 8,

@@ -1,11 +1,11 @@
-"""`python -m src.healthcheck`: exits 0 when the web process of this container answers
+"""`python -m src.web.healthcheck`: exits 0 when the web process of this container answers
 `GET /healthz` on $PORT with 200, else 1. The health check of the container image and of
 docker-compose.yml (a slim image has no curl)."""
 
 import sys
 import urllib.request
 
-from .settings import current_settings
+from src.settings import current_settings
 
 
 def main() -> int:

@@ -71,7 +71,7 @@ class BatchedLines(logging.Handler):
 
 def start_logging() -> None:
     """Log at INFO to standard error, in batches. Lines not yet written are written when the
-    process exits (SIGTERM included: src/graceful_exit.py)."""
+    process exits (SIGTERM included: src/web/graceful_exit.py)."""
     # What a record would otherwise look up at every line and no line of ours shows: the
     # logging HOWTO's "Optimization" settings.
     logging._srcfile = None

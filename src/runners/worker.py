@@ -1,4 +1,4 @@
-"""`python -m src.worker`: one RQ worker on the service's queues, with RQ's scheduler (which
+"""`python -m src.runners.worker`: one RQ worker on the service's queues, with RQ's scheduler (which
 runs in whichever worker holds its lock, so any number of workers may be started).
 
 - Scoring runs (one HTTP call each, waiting on the network) run in the worker process
@@ -25,11 +25,10 @@ import redis
 from rq import Queue, Worker
 from rq.worker import WorkerStatus
 
-from . import queues
-from .jobs import resize, score  # noqa: F401  loaded once here, not in every job
-from .jobs.sweep import run_lost_job_again
-from .settings import current_settings
-from .store import Store, connect
+from src.jobs import resize, score  # noqa: F401  loaded once here, not in every job
+from src.settings import current_settings
+from src.store import Store, connect
+from src.tasks import liveness, losses, queues
 
 log = logging.getLogger("photo_tasks.worker")
 
@@ -68,7 +67,7 @@ class TaskWorker(Worker):
         task_id = job.args[0]
         task = store.waiting(task_id)
         if task is not None:
-            run_lost_job_again(store, task_id, task, job.id, settings)
+            losses.run_lost_job_again(store, task_id, task, job.id, settings)
 
     def request_stop(self, signum, frame):
         self.stop_asked = True
@@ -85,7 +84,7 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        key = queues.alive_key(self.worker.name)
+        key = liveness.alive_key(self.worker.name)
         while True:
             try:
                 self.client.set(key, self.worker.running_job, px=int(self.ttl * 1000))

@@ -1,9 +1,9 @@
-"""`python -m src.dispatcher`: keeps waiting scoring tasks moving, on time.
+"""`python -m src.runners.dispatcher`: keeps waiting scoring tasks moving, on time.
 
 RQ's scheduler works in whole seconds, so a poll scheduled with it comes up to a second
 late. Instead a scoring task that must run again later waits on the sorted set `pt:due`
 (score: when it is due); this loop takes the tasks that are due, every few milliseconds, and
-puts them on the `score` queue in one round trip, in jobs of up to `score.BATCH` tasks.
+puts them on the `score` queue in one round trip, in jobs of up to `queues.SCORE_BATCH` tasks.
 Every SWEEP_INTERVAL seconds it also enqueues the sweeps (src/jobs/sweep.py), which run on
 the workers.
 
@@ -19,15 +19,14 @@ import time
 
 import redis
 
-from . import queues
-from .jobs import score
-from .settings import Settings, current_settings
-from .store import Store, connect
+from src.settings import Settings, current_settings
+from src.store import Store, connect
+from src.tasks import queues
 
 log = logging.getLogger("photo_tasks.dispatcher")
 
 TICK = 0.02  # seconds between looks at `pt:due` when nothing is due
-BATCH = 512  # tasks taken in one go, in jobs of up to score.BATCH
+BATCH = 512  # tasks taken in one go, in jobs of up to queues.SCORE_BATCH
 MAX_PAUSE = 5.0  # longest wait for Redis between tries
 
 
@@ -59,8 +58,8 @@ class Dispatcher:
         due = self.store.due_tasks(now, BATCH)
         if due:
             job_ids = {}
-            for start in range(0, len(due), score.BATCH):
-                chunk = due[start:start + score.BATCH]
+            for start in range(0, len(due), queues.SCORE_BATCH):
+                chunk = due[start:start + queues.SCORE_BATCH]
                 job_ids.update(dict.fromkeys(chunk, queues.new_job_id(chunk[0])))
             batches: dict[str, list[int]] = {}
             for task_id in self.store.take_due(job_ids):

@@ -8,8 +8,9 @@ import time
 
 import redis
 
-from . import metrics, photos, queues, results
-from .store import WAITING, Claim, Store
+from src import metrics
+from src.store import WAITING, Claim, Store
+from src.tasks import photos, queues, results
 
 log = logging.getLogger(__name__)
 

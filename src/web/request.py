@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from werkzeug.wrappers import Request
 
-from . import photos, spools
-from .settings import Settings
+from src.settings import Settings
+from src.tasks import photos
+from src.web import spools
 
 # Bounds the text fields and each part's headers, and also the parser's buffer, which
 # werkzeug feeds in 64 KiB chunks on top of what it still holds: a smaller value refuses

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .metrics.web import WebMetrics
-from .settings import Settings
-from .store import Store
+from src.metrics.web import WebMetrics
+from src.settings import Settings
+from src.store import Store
 
 
 @dataclass(frozen=True)

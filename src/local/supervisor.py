@@ -17,12 +17,12 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import psutil
 
-from .processes import spawn
+from src.local.processes import spawn
 
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 10.0

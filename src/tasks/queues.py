@@ -3,7 +3,7 @@
 Job functions are named by their import path, so the web process never imports the job
 code (and its scorer client). A scoring task's later runs are not put on RQ's scheduler
 (whole seconds only): the task waits on `pt:due` and the dispatcher enqueues its job on time
-(src/dispatcher.py). The end of a finished task's time to live is no job either: the sweep
+(src/runners/dispatcher.py). The end of a finished task's time to live is no job either: the sweep
 removes its files (src/jobs/sweep.py).
 """
 
@@ -17,20 +17,19 @@ import redis
 from rq import Callback, Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.utils import str_to_date
 
-from .settings import Settings
-from .store import take_turn
+from src.settings import Settings
+from src.store import take_turn
 
 SCORE_QUEUE = "score"
 RESIZE_QUEUE = "resize"
 QUEUES = (SCORE_QUEUE, RESIZE_QUEUE)
+SCORE_BATCH = 16  # most tasks one scoring job runs; also its connections kept open to the scorer
 
 JOBS = {SCORE_QUEUE: "src.jobs.score.score_tasks", RESIZE_QUEUE: "src.jobs.resize.resize_task"}
 RESIZE_JOB_TIMEOUT = 300  # seconds; a 50 MP image takes about one
 _SWEEP_JOBS = ("src.jobs.sweep.sweep_tasks", "src.jobs.sweep.sweep_files")
 _ON_FAILURE = Callback("src.jobs.failure.mark_task_failed")
-_ALIVE_PREFIX = "pt:alive:"
 
 
 def new_job_id(task_id: int) -> str:
@@ -103,38 +102,3 @@ def cancel(conn: redis.Redis, job_id: str, task_id: int) -> None:
             job.cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass
-
-
-# --- liveness ---------------------------------------------------------------------------
-def alive_key(worker_name: str) -> str:
-    """Holds the id of the job a live worker is running ('' when idle); expires when the
-    worker stops renewing it (src/worker.py)."""
-    return _ALIVE_PREFIX + worker_name
-
-
-def lost_with_redis(conn: redis.Redis, job_id: str) -> bool:
-    """Was this job started before Redis last started (from its append-only file)? Then it
-    was lost because Redis went away mid-run (its writes failed; its worker carries on), not
-    because its worker died. RQ records when a job started; Redis says how long it has been
-    up, in whole seconds, so a job started within a second after a restart counts as before
-    it (never the other way round)."""
-    started = conn.hget(Job.key_for(job_id), "started_at")
-    if not started:
-        return False
-    server = conn.info("server")
-    redis_started = server["server_time_usec"] / 1e6 - server["uptime_in_seconds"]
-    return str_to_date(started).timestamp() < redis_started
-
-
-def job_is_alive(conn: redis.Redis, job_id: str) -> bool:
-    """Will this job still run or end? Waiting on its queue, or started by a worker that is
-    alive and says it is running it. A job that says `queued` but is on no list (a worker
-    took it and died, or Redis lost the move) will not, nor will a failed, stopped,
-    finished or missing one."""
-    status, worker, origin = conn.hmget(Job.key_for(job_id), "status", "worker_name", "origin")
-    if status == JobStatus.QUEUED.value.encode() and origin:
-        queue = Queue(origin.decode(), connection=conn)
-        return any(conn.lpos(key, job_id) is not None for key in (queue.key, queue.intermediate_queue_key))
-    if status == JobStatus.STARTED.value.encode() and worker:
-        return conn.get(alive_key(worker.decode())) == job_id.encode()
-    return False

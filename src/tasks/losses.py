@@ -1,0 +1,36 @@
+"""The lost-job rule, for the sweep (a job whose lease ran out) and for a worker whose work
+horse died: a task whose job will not end gets a new one, until it has been lost
+MAX_LOSSES times."""
+
+from __future__ import annotations
+
+import logging
+
+from src.store import Store
+from src.tasks import lifecycle, liveness, queues
+
+log = logging.getLogger(__name__)
+
+MAX_LOSSES = 3
+
+
+def run_lost_job_again(store: Store, task_id: int, task: dict, lost: str, settings) -> str:
+    """The task's job `lost` will not end: give the task a new job, counting the loss, or
+    fail it once it has been lost MAX_LOSSES times. 'replaced', 'fail', or 'moved' when the
+    task no longer waits on `lost`. Also called by a worker whose work horse died. A job
+    started before Redis restarted was lost with Redis, not with its worker: it runs again
+    without counting, so the task ends as it would have (the contract's promise for a Redis
+    that goes away and comes back)."""
+    new_job = queues.new_job_id(task_id)
+    counted = not liveness.lost_with_redis(store.redis, lost)
+    verdict = store.replace_job(task_id, lost, new_job, MAX_LOSSES, counted)
+    if verdict == "replaced":
+        log.warning("task %s: job %s was lost%s; running it again as %s", task_id, lost,
+                    "" if counted else " when Redis restarted (not counted)", new_job)
+        queues.enqueue_task(store.redis, task["kind"], task_id, new_job, settings)
+    elif verdict == "fail":
+        log.error("task %s: its job was lost %d times; failing it", task_id, MAX_LOSSES)
+        lifecycle.fail_task(store, task_id, "internal_error",
+                            f"the task's job was lost {MAX_LOSSES} times (its worker died)",
+                            task.get("result_file", ""))
+    return verdict
