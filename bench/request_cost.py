@@ -121,7 +121,7 @@ def raw_hgetall(redis_url: str, key: str) -> Callable[[], object]:
 
 
 def in_process(service: Service, task_id: int, tmp: str, calls: int, rounds: int) -> dict[str, float]:
-    settings = Settings(redis_url=service.redis_url, redis_url_given=True, upload_dir=os.path.join(tmp, "app"))
+    settings = Settings(redis_url=service.redis_url, given=frozenset({"REDIS_URL"}), upload_dir=os.path.join(tmp, "app"))
     app = create_app(settings)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": f"task_id={task_id}",
                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",

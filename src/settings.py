@@ -1,33 +1,32 @@
-"""All configuration, read once from environment variables into one frozen object."""
+"""All configuration, read once from environment variables into one frozen object.
+
+Each setting is declared once, below: its field, its variable, its default, its bounds and
+what it means. `Settings.from_env` reads them all in one loop; the README's settings table
+is checked against these declarations (tests/test_docs.py).
+"""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 DEFAULT_SCORER_URL = "http://merlinface.com:12345/api/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-# Loopback: `make run` serves this machine only; a container sets HOST=0.0.0.0 (see README).
-DEFAULT_HOST = "127.0.0.1"
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
-def _number(env: Mapping[str, str], name: str, default, kind=int, minimum=0):
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
+def _text(raw: str) -> str:
+    return raw
+
+
+def _path(raw: str) -> str:
+    return os.path.abspath(raw)
 
 
 def _api_keys(raw: str) -> dict[str, str]:
@@ -41,29 +40,68 @@ def _api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
+def setting(env: str, default: Any, meaning: str, *, parse: Callable[[str], Any] = int,
+            minimum: float | None = 0, shown: str | None = None) -> Any:
+    """A field read from the variable `env` by `parse` (`int`, `float` or text), at least
+    `minimum` when it is a number; `shown` is how the README writes its default, when not
+    as the value itself."""
+    meta = {"env": env, "meaning": meaning, "parse": parse, "minimum": minimum, "shown": shown}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Settings:
-    host: str = DEFAULT_HOST
-    port: int = 8000
-    redis_url: str = DEFAULT_REDIS_URL
-    redis_url_given: bool = False
-    upload_dir: str = "uploads"
-    scorer_url: str = DEFAULT_SCORER_URL
-    scorer_url_given: bool = False
-    scorer_retry_delay: float = 2.0
-    scorer_timeout: float = 10.0
-    scorer_deadline: float = 300.0
-    api_keys: dict[str, str] = field(default_factory=dict)
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 50_000_000
-    resize_max_side: int = 4096
-    workers: int = 2
-    task_ttl: int = 7 * 24 * 3600
-    trusted_proxies: int = 0
-    var_dir: str = "var"
-    dashboard_port: int = 9181
-    sweep_interval: float = 5.0
-    orphan_grace: float = 3600.0
+    # Loopback: `make run` serves this machine only; a container sets HOST=0.0.0.0.
+    host: str = setting("HOST", "127.0.0.1", "address the web server binds: `0.0.0.0` for every interface "
+                        "(the Docker image sets it)", parse=_text)
+    port: int = setting("PORT", 8000, "HTTP port of the entry point", minimum=1)
+    redis_url: str = setting("REDIS_URL", DEFAULT_REDIS_URL, "Redis to use, e.g. `redis://127.0.0.1:6379/0`",
+                             parse=_text, shown="embedded server under `make run`")
+    upload_dir: str = setting("UPLOAD_DIR", "uploads", "where photos and resized images are kept", parse=_path,
+                              shown="`uploads/`")
+    scorer_url: str = setting("SCORER_URL", DEFAULT_SCORER_URL, "the remote scoring API", parse=_text,
+                              shown=f"`{DEFAULT_SCORER_URL}`; the simulator under `make run`")
+    scorer_retry_delay: float = setting("SCORER_RETRY_DELAY", 2.0, "seconds between polls of a task the scorer "
+                                        "answered `wait`", parse=float)
+    scorer_timeout: float = setting("SCORER_TIMEOUT", 10.0, "seconds for one HTTP call to the scorer (connect "
+                                    "and read, each)", parse=float, minimum=0.001)
+    scorer_deadline: float = setting("SCORER_DEADLINE", 300.0, "seconds after its creation when a scoring task "
+                                     "not yet ready fails with `scorer_timeout`", parse=float)
+    api_keys: dict[str, str] = setting("API_KEYS", {}, "`name:key,name:key`; when set, every request needs "
+                                       "`Authorization: Bearer <key>`", parse=_api_keys, shown="unset")
+    max_upload_bytes: int = setting("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, "larger request bodies get 413",
+                                    minimum=1)
+    max_image_pixels: int = setting("MAX_IMAGE_PIXELS", 50_000_000, "larger images (width × height) get 422",
+                                    minimum=1)
+    resize_max_side: int = setting("RESIZE_MAX_SIDE", 4096, "largest `width` / `height` a resize may ask for",
+                                   minimum=1)
+    workers: int = setting("WORKERS", 2, "worker processes started by `make run`", minimum=1)
+    task_ttl: int = setting("TASK_TTL", 7 * 24 * 3600, "seconds a finished task (and its dedupe entry and "
+                            "files) is kept", minimum=1)
+    trusted_proxies: int = setting("TRUSTED_PROXIES", 0, "how many reverse proxies in front may set "
+                                   "`X-Forwarded-For`")
+    var_dir: str = setting("VAR_DIR", "var", "where `make run` keeps its own state: the embedded Redis's data "
+                           "(`redis/`) and `run/redis.url`", parse=_path, shown="`var/`")
+    dashboard_port: int = setting("DASHBOARD_PORT", 9181, "port of `make dashboard` (on 127.0.0.1)", minimum=1)
+    sweep_interval: float = setting("SWEEP_INTERVAL", 5.0, "seconds between sweeps for lost jobs, overdue tasks "
+                                    "and orphan files; a lost job runs again within about 5× this",
+                                    parse=float, minimum=0.1)
+    orphan_grace: float = setting("ORPHAN_GRACE", 3600.0, "seconds a stored photo or result that no task names "
+                                  "is kept before the sweep removes it (looked for every tenth of this)",
+                                  parse=float)
+    # The variables that were set, for the settings whose default means "start one":
+    # `make run` starts the embedded Redis and the simulator only when theirs are unset.
+    given: frozenset[str] = frozenset()
+
+    @property
+    def redis_url_given(self) -> bool:
+        return "REDIS_URL" in self.given
+
+    @property
+    def scorer_url_given(self) -> bool:
+        return "SCORER_URL" in self.given
 
     @property
     def lease(self) -> float:
@@ -75,31 +113,34 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        redis_url = env.get("REDIS_URL", "").strip()
-        scorer_url = env.get("SCORER_URL", "").strip()
-        return cls(
-            host=env.get("HOST", "").strip() or DEFAULT_HOST,
-            port=_number(env, "PORT", 8000, minimum=1),
-            redis_url=redis_url or DEFAULT_REDIS_URL,
-            redis_url_given=bool(redis_url),
-            upload_dir=os.path.abspath(env.get("UPLOAD_DIR", "").strip() or "uploads"),
-            scorer_url=scorer_url or DEFAULT_SCORER_URL,
-            scorer_url_given=bool(scorer_url),
-            scorer_retry_delay=_number(env, "SCORER_RETRY_DELAY", 2.0, float),
-            scorer_timeout=_number(env, "SCORER_TIMEOUT", 10.0, float, minimum=0.001),
-            scorer_deadline=_number(env, "SCORER_DEADLINE", 300.0, float),
-            api_keys=_api_keys(env.get("API_KEYS", "")),
-            max_upload_bytes=_number(env, "MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1),
-            max_image_pixels=_number(env, "MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
-            resize_max_side=_number(env, "RESIZE_MAX_SIDE", 4096, minimum=1),
-            workers=_number(env, "WORKERS", 2, minimum=1),
-            task_ttl=_number(env, "TASK_TTL", 7 * 24 * 3600, minimum=1),
-            trusted_proxies=_number(env, "TRUSTED_PROXIES", 0),
-            var_dir=os.path.abspath(env.get("VAR_DIR", "").strip() or "var"),
-            sweep_interval=_number(env, "SWEEP_INTERVAL", 5.0, float, minimum=0.1),
-            orphan_grace=_number(env, "ORPHAN_GRACE", 3600.0, float),
-            dashboard_port=_number(env, "DASHBOARD_PORT", 9181, minimum=1),
-        )
+        values: dict[str, Any] = {}
+        given = set()
+        for declared in declarations():
+            meta = declared.metadata
+            raw = env.get(meta["env"], "").strip()
+            if raw:
+                values[declared.name] = _read(meta, raw)
+                given.add(meta["env"])
+            elif meta["parse"] is _path:  # a default path is taken from where the service starts
+                values[declared.name] = _path(declared.default)
+        return cls(**values, given=frozenset(given))
+
+def declarations() -> list:
+    """The declared settings (dataclass fields with a variable), in their order."""
+    return [f for f in fields(Settings) if "env" in f.metadata]
+
+
+def _read(meta: Mapping[str, Any], raw: str) -> Any:
+    parse, name = meta["parse"], meta["env"]
+    if parse not in (int, float):
+        return parse(raw)
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if meta["minimum"] is not None and value < meta["minimum"]:
+        raise SettingsError(f"{name} must be at least {meta['minimum']}, got {raw!r}")
+    return value
 
 
 @functools.cache
