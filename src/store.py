@@ -127,12 +127,12 @@ redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({redis.call('HGET', KEYS[1], '
 return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 """
 
-# Remove a task (and its dedupe entry if it still points at it); return its hash. Its files
+# Delete a task (and its dedupe entry if it still points at it); return its hash. Its files
 # are put on `pt:expiring`, due at once: the caller lets go of them and then of that entry,
 # and if it cannot (Redis went away midway, the photo's lock is held), the sweep does.
 # KEYS: task, active, deadline, due, expiring, expiring files.
 # ARGV: task number, owner ('' = anyone may), now.
-_REMOVE = """
+_DELETE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
 local task = redis.call('HGETALL', KEYS[1])
@@ -218,7 +218,7 @@ class Store:
         self._claim = client.register_script(_CLAIM)
         self._update = client.register_script(_UPDATE)
         self._finish = client.register_script(_FINISH)
-        self._remove = client.register_script(_REMOVE)
+        self._delete = client.register_script(_DELETE)
         self._replace_job = client.register_script(_REPLACE_JOB)
         self._take_due = client.register_script(_TAKE_DUE)
 
@@ -298,18 +298,19 @@ class Store:
         files = self.redis.hmget(EXPIRING_FILES_KEY, ended) if ended else []
         return {int(task_id): tuple(json.loads(pair)) for task_id, pair in zip(ended, files)}
 
-    def forget_ended(self, task_id: int) -> None:
+    def end_expiry(self, task_id: int) -> None:
+        """A gone task's files are removed: take it off `pt:expiring`."""
         with self.redis.pipeline() as pipe:
             pipe.zrem(EXPIRING_KEY, task_id)
             pipe.hdel(EXPIRING_FILES_KEY, task_id)
             pipe.execute()
 
-    def remove(self, task_id: int, owner: str = "") -> dict[str, str] | None:
+    def delete(self, task_id: int, owner: str = "") -> dict[str, str] | None:
         """Delete a task if it exists (and belongs to `owner`, when given); return it. Its
-        files stay on `pt:expiring` until the caller calls `forget_ended` (the sweep lets go
+        files stay on `pt:expiring` until the caller calls `end_expiry` (the sweep lets go
         of them otherwise)."""
         keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY]
-        flat = self._remove(keys=keys, args=[task_id, owner, time.time()])
+        flat = self._delete(keys=keys, args=[task_id, owner, time.time()])
         if flat is None:
             return None
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
@@ -342,7 +343,7 @@ class Store:
     def renew_lease(self, task_id: int) -> None:
         self.redis.zadd(ACTIVE_KEY, {task_id: self._lease_end()}, xx=True)
 
-    def forget(self, task_id: int) -> None:
+    def stop_tracking(self, task_id: int) -> None:
         """Drop a task that no longer waits from the sets of waiting tasks."""
         for key in (ACTIVE_KEY, DEADLINE_KEY, DUE_KEY):
             self.redis.zrem(key, task_id)
@@ -359,7 +360,7 @@ class Store:
         lifecycle.keep_photo)."""
         return self.redis.lock(self._photo_lock_key(digest), timeout=30, blocking_timeout=10)
 
-    def drop_photo_user(self, digest: str, task_id: int) -> int:
+    def remove_photo_user(self, digest: str, task_id: int) -> int:
         """Forget that `task_id` uses the photo; return how many tasks still do."""
         pipe = self.redis.pipeline()
         pipe.srem(self.photo_key(digest), task_id)
@@ -379,7 +380,7 @@ class Store:
     def name_result_file(self, name: str) -> None:
         self.redis.sadd(RESULT_FILES_KEY, name)
 
-    def unname_result_file(self, name: str) -> None:
+    def remove_result_name(self, name: str) -> None:
         self.redis.srem(RESULT_FILES_KEY, name)
 
     def named_result_files(self, names: list[str]) -> list[bool]:

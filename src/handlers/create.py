@@ -99,7 +99,7 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, **task_
             metrics.task_created(pipe, kind)
             pipe.execute()
     except Exception:
-        lifecycle.discard_task(store, ctx.settings.upload_dir, claim.task_id)
+        lifecycle.delete_task(store, ctx.settings.upload_dir, claim.task_id)
         raise
     body = {"status": "received", "task": claim.task_id, "result": None}
     return json_response(body, 202, location(claim.task_id))

@@ -34,7 +34,7 @@ def resize_task(task_id: int) -> str:
                                    result_file=name):
         return "task gone"
     if task.get("result_file"):  # a run before this one was lost midway: drop its file
-        lifecycle.drop_result_file(store, settings.upload_dir, task["result_file"])
+        lifecycle.remove_result_file(store, settings.upload_dir, task["result_file"])
 
     def report(stage: str) -> None:
         if not running.record_stage(store, task_id, PROGRESS[stage]):
@@ -55,4 +55,4 @@ def resize_task(task_id: int) -> str:
         return "corrupt image"
     finally:
         if not kept:  # deleted meanwhile, or the job failed: the file is nobody's
-            lifecycle.drop_result_file(store, settings.upload_dir, name)
+            lifecycle.remove_result_file(store, settings.upload_dir, name)

@@ -41,7 +41,7 @@ def sweep_tasks() -> str:
 def _fail_if_overdue(store: Store, task_id: int, settings) -> bool:
     task = store.get(task_id)
     if task is None or task["state"] not in WAITING:
-        store.forget(task_id)
+        store.stop_tracking(task_id)
         return False
     return lifecycle.fail_overdue(store, task_id, task, settings.scorer_deadline)
 
@@ -50,7 +50,7 @@ def _check(store: Store, task_id: int, settings) -> str:
     """Renew the lease of a task whose job is alive; replace a lost one."""
     task = store.get(task_id)
     if task is None or task["state"] not in WAITING:
-        store.forget(task_id)
+        store.stop_tracking(task_id)
         return "gone"
     lost = task.get("job_id", "")
     if store.is_due_later(task_id) or liveness.job_is_alive(store.redis, lost):
@@ -97,7 +97,7 @@ def _sweep_photos(store: Store, upload_dir: str, cutoff: float) -> int:
             if users == 0:
                 with store.photo_lock(entry.name):
                     if store.photo_users(entry.name) == 0:
-                        photos.discard(entry.path)
+                        photos.remove(entry.path)
                         removed += 1
     return removed
 
@@ -107,7 +107,7 @@ def _sweep_results(store: Store, upload_dir: str, cutoff: float) -> int:
     named = store.named_result_files([e.name for e in entries])
     for entry, is_named in zip(entries, named):
         if not is_named:
-            photos.discard(entry.path)
+            photos.remove(entry.path)
     return named.count(False)
 
 

@@ -33,18 +33,18 @@ def keep_photo(store: Store, upload_dir: str, claim: Claim, digest: str, temp_pa
         photos.keep(upload_dir, temp_path, digest)
 
 
-def release_files(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str = "") -> None:
+def remove_files(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str = "") -> None:
     """Remove a gone task's result, and its photo unless another task still uses it."""
     if result_file:
-        drop_result_file(store, upload_dir, result_file)
+        remove_result_file(store, upload_dir, result_file)
     with store.photo_lock(digest):
-        if store.drop_photo_user(digest, task_id) == 0:
-            photos.discard(photos.photo_path(upload_dir, digest))
+        if store.remove_photo_user(digest, task_id) == 0:
+            photos.remove(photos.photo_path(upload_dir, digest))
 
 
-def drop_result_file(store: Store, upload_dir: str, name: str) -> None:
-    photos.discard(results.result_path(upload_dir, name))
-    store.unname_result_file(name)
+def remove_result_file(store: Store, upload_dir: str, name: str) -> None:
+    photos.remove(results.result_path(upload_dir, name))
+    store.remove_result_name(name)
 
 
 def finish_task(store: Store, task_id: int, result, result_file: str = "", fence: str = "") -> bool:
@@ -82,25 +82,25 @@ def fail_overdue(store: Store, task_id: int, task: dict, deadline_seconds: float
 def expire_task(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str) -> None:
     """The end of a finished task's time to live: its keys have expired in Redis by
     themselves (or go now); its files go with them."""
-    store.remove(task_id)
-    release_files(store, upload_dir, task_id, digest, result_file)
-    store.forget_ended(task_id)
+    store.delete(task_id)
+    remove_files(store, upload_dir, task_id, digest, result_file)
+    store.end_expiry(task_id)
 
 
-def discard_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:
-    """Remove a task, cancel its pending job and let go of its files; None when there is no
-    such task (for `owner`). Once the task is removed it is deleted: if Redis goes away
+def delete_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:
+    """Delete a task, cancel its pending job and remove its files; None when there is no
+    such task (for `owner`). Once its hash is gone the task is deleted: if Redis goes away
     before its files are let go of (or a request that Redis cut short left the photo's lock
     held), the sweep lets go of them, as it does for an expired task."""
-    task = store.remove(task_id, owner)
+    task = store.delete(task_id, owner)
     if task is None:
         return None
     try:
         if task.get("job_id"):
             queues.cancel(store.redis, task["job_id"], task_id)
         if task.get("digest"):
-            release_files(store, upload_dir, task_id, task["digest"], task.get("result_file", ""))
-        store.forget_ended(task_id)
+            remove_files(store, upload_dir, task_id, task["digest"], task.get("result_file", ""))
+        store.end_expiry(task_id)
     except redis.RedisError as exc:
         log.warning("task %s deleted; its files are left to the sweep (%s)", task_id, exc)
     return task

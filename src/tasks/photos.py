@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 
-def discard(path: str) -> None:
+def remove(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -47,6 +47,6 @@ def request_class(settings: Settings, spool_dir: str) -> type[Request]:
             """Remove every spooled part not moved into storage."""
             for spool in self.spooled:
                 spool.close()
-                photos.discard(spool.path)
+                photos.remove(spool.path)
 
     return ApiRequest

@@ -21,7 +21,7 @@ import socket
 import tempfile
 from typing import IO
 
-from src.tasks.photos import discard
+from src.tasks.photos import remove
 
 
 class SpoolDir:
@@ -73,7 +73,7 @@ def _remove_if_unlocked(lock_path: str) -> None:
         except BlockingIOError:  # its web process is alive
             return
         shutil.rmtree(lock_path.removesuffix(".lock"), ignore_errors=True)
-        discard(lock_path)
+        remove(lock_path)
 
 
 class HashingFile:
