@@ -3,13 +3,22 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test bench bench-resize bench-faults soak clean dashboard screenshot
+.PHONY: run test test-fast lint bench bench-resize bench-faults soak clean dashboard screenshot
 
 run: $(VENV)/.runtime
 	$(PY) -m src.local.launcher
 
-test: $(VENV)/.dev
-	$(PY) -m pytest
+# The lint, then every test; independent test modules run side by side (TEST_JOBS runners).
+TEST_JOBS ?= 3
+test: $(VENV)/.dev lint
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
+
+# The fast layer alone: no service processes, answers in seconds.
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest tests/unit
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +29,11 @@ $(VENV)/.runtime: requirements.txt requirements-service.txt | $(PY)
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+# The dev venv also puts the checkout and tests/ on its path, so bench/ and docs/ scripts
+# import `src` and the test harness without editing sys.path.
 $(VENV)/.dev: requirements.txt requirements-service.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/tests" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/photo_tasks_dev.pth"
 	touch $@ $(VENV)/.runtime
 
 clean:

@@ -39,19 +39,17 @@ import os
 import random
 import signal
 import statistics
-import sys
 import tempfile
 import time
 
+import chaos
+import requests
+from rq import Worker
+
+from harness import files_under, noisy_photo
+from launched import Launched
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
-
-import chaos  # noqa: E402
-import requests  # noqa: E402
-from rq import Worker  # noqa: E402
-
-from harness import files_under, noisy_photo  # noqa: E402
-from launched import Launched  # noqa: E402
 
 NAME = "Ann Lee"
 POLL = 0.05  # seconds between two GETs while timing
@@ -267,7 +265,7 @@ def run(name: str, launched: Launched, repeat: int, sweep_interval: float) -> li
     print(f"\n{name}: {title}", flush=True)
     lines = []
     for label, call in [("with the fault", function)] + (
-            [("baseline, no fault", lambda l: function(l, fault=False))] if name in BASELINES else []):
+            [("baseline, no fault", lambda stack: function(stack, fault=False))] if name in BASELINES else []):
         timings = []
         for number in range(1, runs + 1):
             time.sleep(PHASES.uniform(0, sweep_interval))

@@ -61,14 +61,13 @@ from PIL import Image
 from rq import Queue
 from werkzeug.wrappers import Request, Response
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from src.local.embedded_redis import free_port
+from src.local.launcher import _listening_on
+from src.settings import Settings
+from src.tasks.queues import QUEUES
+from src.web.server import create_server
 
-from src.local.embedded_redis import free_port  # noqa: E402
-from src.local.launcher import _listening_on  # noqa: E402
-from src.settings import Settings  # noqa: E402
-from src.tasks.queues import QUEUES  # noqa: E402
-from src.web.server import create_server  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LUA = os.path.join(ROOT, "bench", "http_load.lua")
 TAG_LENGTH = 22  # bench/http_load.lua: 8 characters of run, 2 of thread, 12 of counter
@@ -349,7 +348,8 @@ def main() -> None:
         started.append(service)
         pin_service(service)
         os.makedirs(os.path.join(tmp, "upload"))
-        hello_app, upload_app = Baseline("hello", "hello"), Baseline("upload", "parse+save", "--folder", os.path.join(tmp, "upload"))
+        hello_app = Baseline("hello", "hello")
+        upload_app = Baseline("upload", "parse+save", "--folder", os.path.join(tmp, "upload"))
         started += [hello_app, upload_app]
         body = Body(photo(), tmp)
         print(f"photo {len(body.with_tag('x' * TAG_LENGTH)):,} bytes on the wire; {args.connections} connections, "
@@ -391,13 +391,16 @@ def main() -> None:
                         note = (f"  ({job_side_note(job_side, service.job_side_cpu(), result['requests'])}, "
                                 f"their tasks scored {scored_in:.1f} s after the run; "
                                 f"{service.tasks_created() - created} tasks created for "
-                                f"{result['answers'].get('202 received', 0)} answers; queue drained in {drained:.1f} s before)")
+                                f"{result['answers'].get('202 received', 0)} answers; "
+                                f"queue drained in {drained:.1f} s before)")
                     name = "service" if side == "service" else scenario.baseline
                     print(f"  round {round_number + 1}  {scenario.title:26s} {name:10s} {result['rate']:8.0f} req/s  "
-                          f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  CPU {result['cpu_us']:5.0f} us/request{note}",
+                          f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
+                          f"CPU {result['cpu_us']:5.0f} us/request{note}",
                           flush=True)
         print()
-        print(f"{'medians':26s} {'service':>9s}  {'baseline':>20s}  ratio  target  |  CPU us/request: service, baseline")
+        print(f"{'medians':26s} {'service':>9s}  {'baseline':>20s}  ratio  target  |  "
+              "CPU us/request: service, baseline")
         for scenario in scenarios:
             (ours, our_cpu), (theirs, their_cpu) = scenario.medians("service"), scenario.medians("baseline")
             target = f">= {scenario.target}x" if scenario.target else ""

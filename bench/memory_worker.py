@@ -17,18 +17,15 @@ import argparse
 import json
 import os
 import resource
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from rq import Queue
 
-from rq import Queue  # noqa: E402
-
-from src.jobs import score  # noqa: E402
-from src.runners.worker import TaskWorker, limit_malloc_arenas  # noqa: E402
-from src.settings import current_settings  # noqa: E402
-from src.store import connect  # noqa: E402
-from src.tasks import queues  # noqa: E402
-from src.tasks.queues import QUEUES  # noqa: E402
+from src.jobs import score
+from src.runners.worker import TaskWorker, limit_malloc_arenas
+from src.settings import current_settings
+from src.store import connect
+from src.tasks import queues
+from src.tasks.queues import QUEUES
 
 
 def warm_up(rounds: int, photo: str) -> None:

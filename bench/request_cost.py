@@ -31,19 +31,16 @@ import itertools
 import os
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 
 import hiredis
-from http_load import ROOT, TAG_LENGTH, Baseline, Body, Service, cpu_seconds, photo, run_tag, stop_all
+from http_load import TAG_LENGTH, Baseline, Body, Service, cpu_seconds, photo, run_tag, stop_all
 
-sys.path.insert(0, ROOT)
-
-from src.settings import Settings  # noqa: E402
-from src.store import connect  # noqa: E402
-from src.web.app import create_app  # noqa: E402
+from src.settings import Settings
+from src.store import connect
+from src.web.app import create_app
 
 
 class Client:
@@ -121,7 +118,8 @@ def raw_hgetall(redis_url: str, key: str) -> Callable[[], object]:
 
 
 def in_process(service: Service, task_id: int, tmp: str, calls: int, rounds: int) -> dict[str, float]:
-    settings = Settings(redis_url=service.redis_url, given=frozenset({"REDIS_URL"}), upload_dir=os.path.join(tmp, "app"))
+    settings = Settings(redis_url=service.redis_url, given=frozenset({"REDIS_URL"}),
+                        upload_dir=os.path.join(tmp, "app"))
     app = create_app(settings)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": f"task_id={task_id}",
                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
@@ -169,10 +167,11 @@ def main() -> None:
             return "POST", "/", body.with_tag(f"{run}{next(numbers):0{TAG_LENGTH - len(run)}d}"), posting
 
         web = service.server
+        get_task = Side("service", web, service.url, lambda n: ("GET", f"/?task_id={task_id}", None, {}), 200)
         pairs = [  # (scenario, service side, baseline side, target ratio)
-            ("GET /?task_id=N", Side("service", web, service.url, lambda n: ("GET", f"/?task_id={task_id}", None, {}), 200),
+            ("GET /?task_id=N", get_task,
              Side("hello", hello_app.server, hello_app.url, lambda n: ("GET", "/", None, {}), 200), 0.5),
-            ("GET /?task_id=N", Side("service", web, service.url, lambda n: ("GET", f"/?task_id={task_id}", None, {}), 200),
+            ("GET /?task_id=N", get_task,
              Side("one read", read_app.server, read_app.url, lambda n: ("GET", "/", None, {}), 200), None),
             ("POST same photo (dedupe)", Side("service", web, service.url, lambda n: ("POST", "/", same, posting), 200),
              Side("parse+save", upload_app.server, upload_app.url, lambda n: ("POST", "/", same, posting), 200), 0.8),

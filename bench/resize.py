@@ -45,19 +45,18 @@ from multiprocessing import get_context
 
 os.environ["VIPS_CONCURRENCY"] = "1"  # read by libvips when it starts
 
-import pyvips  # noqa: E402
-from PIL import Image, ImageChops  # noqa: E402
+import pyvips
+from PIL import Image, ImageChops
+
+from src.jobs import resizer
+from src.jobs.geometry import plan
+from src.jobs.resizer import resize as our_resize
+from src.tasks.resize_spec import ResizeSpec
 
 pyvips.cache_set_max(0)  # every call does all its work
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 CACHE = os.path.join(ROOT, "var", "bench")
-
-from src.jobs import resizer  # noqa: E402
-from src.jobs.geometry import plan  # noqa: E402
-from src.jobs.resizer import resize as our_resize  # noqa: E402
-from src.tasks.resize_spec import ResizeSpec  # noqa: E402
 
 DEB_PACKAGE = "plasma-workspace-wallpapers=4:5.27.5-2"
 DEB_SHA256 = "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b"

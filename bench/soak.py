@@ -38,15 +38,14 @@ import tempfile
 import threading
 import time
 
+import chaos
+import psutil
+from soak_ledger import Ledger
+from soak_load import Load
+
+from launched import Launched, alive, command_line
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
-
-import chaos  # noqa: E402
-import psutil  # noqa: E402
-from soak_ledger import Ledger  # noqa: E402
-from soak_load import Load  # noqa: E402
-
-from launched import Launched, alive, command_line  # noqa: E402
 
 SETTINGS = {  # for the launcher; printed with the report
     "WORKERS": "2",

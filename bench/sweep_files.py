@@ -19,20 +19,18 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 
 import redis
 from rq import Queue, SimpleWorker
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from src.local.embedded_redis import EmbeddedRedis
+from src.store import RESULT_FILES_KEY, Store
+from src.tasks import photos, results
+from src.tasks.queues import SCORE_QUEUE
 
-from src.local.embedded_redis import EmbeddedRedis  # noqa: E402
-from src.store import RESULT_FILES_KEY, Store  # noqa: E402
-from src.tasks import photos, results  # noqa: E402
-from src.tasks.queues import SCORE_QUEUE  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 HOUR_AGO = time.time() - 3600 * 2
 

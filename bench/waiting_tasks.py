@@ -37,11 +37,10 @@ import redis
 import requests
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from src.local.embedded_redis import free_port
+from src.local.launcher import _listening_on
 
-from src.local.embedded_redis import free_port  # noqa: E402
-from src.local.launcher import _listening_on  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def photo(seed: int) -> bytes:
@@ -93,8 +92,8 @@ def run_batch(stack: Stack, count: int, first_seed: int, clients: int) -> tuple[
     def post(seed: int) -> int:
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        answer = local.session.post(stack.url, files={"name": (None, "Ann Lee"), "photo": ("f.jpg", photo(seed), "image/jpeg")},
-                              timeout=60)
+        parts = {"name": (None, "Ann Lee"), "photo": ("f.jpg", photo(seed), "image/jpeg")}
+        answer = local.session.post(stack.url, files=parts, timeout=60)
         assert answer.status_code == 202, answer.text
         return answer.json()["task"]
 
@@ -171,7 +170,8 @@ def main() -> None:
     for what, values in times.items():
         print(f"  {what:28s} {statistics.median(values):6.2f} s")
     if args.ready:
-        print(f"  ready-at-once throughput     {args.ready / statistics.median(times[f'{args.ready} tasks ready at once']):6.0f} tasks/s")
+        rate = args.ready / statistics.median(times[f"{args.ready} tasks ready at once"])
+        print(f"  ready-at-once throughput     {rate:6.0f} tasks/s")
 
 
 if __name__ == "__main__":

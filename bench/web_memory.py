@@ -33,11 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from src.local.embedded_redis import EmbeddedRedis, free_port
+from src.local.launcher import _listening_on
 
-from src.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from src.local.launcher import _listening_on  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LARGE_PNG = (7800, 5800)  # 45.2 MP
 SMALL_PNG = (640, 480)
@@ -96,7 +95,7 @@ class Web:
                 return
             except requests.ConnectionError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the web process did not start")
+                    raise RuntimeError("the web process did not start") from None
                 time.sleep(0.1)
 
     def post(self, photo: bytes) -> requests.Response:

@@ -15,13 +15,12 @@ import tempfile
 from PIL import Image, ImageDraw
 from playwright.sync_api import expect, sync_playwright
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+from browser import find_chromium, launch
+from harness import Service
+from src.local.embedded_redis import EmbeddedRedis
+from src.local.simulator import serve
 
-from browser import find_chromium, launch  # noqa: E402
-from harness import Service  # noqa: E402
-from src.local.embedded_redis import EmbeddedRedis  # noqa: E402
-from src.local.simulator import serve  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def landscape(size=(1600, 1067)) -> bytes:
@@ -34,7 +33,8 @@ def landscape(size=(1600, 1067)) -> bytes:
         draw.line([(0, y), (width, y)], fill=(int(80 + 150 * t), int(140 + 80 * t), int(230 - 40 * t)))
     draw.ellipse([width * 0.68, height * 0.12, width * 0.80, height * 0.30], fill=(255, 214, 90))
     draw.polygon([(0, height * 0.62), (width * 0.25, height * 0.32), (width * 0.5, height * 0.6)], fill=(70, 95, 120))
-    draw.polygon([(width * 0.3, height * 0.62), (width * 0.62, height * 0.26), (width, height * 0.62)], fill=(52, 78, 104))
+    draw.polygon([(width * 0.3, height * 0.62), (width * 0.62, height * 0.26), (width, height * 0.62)],
+                 fill=(52, 78, 104))
     draw.rectangle([0, height * 0.62, width, height], fill=(58, 130, 90))
     draw.ellipse([width * 0.15, height * 0.72, width * 0.7, height * 0.95], fill=(90, 160, 210))
     buffer = io.BytesIO()

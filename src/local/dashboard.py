@@ -54,7 +54,7 @@ def _check_reachable(url: str) -> None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as exc:
-        raise DashboardError(f"Redis at {_shown(url)} does not answer ({exc}); is `make run` still running?")
+        raise DashboardError(f"Redis at {_shown(url)} does not answer ({exc}); is `make run` still running?") from None
 
 
 def _shown(url: str) -> str:

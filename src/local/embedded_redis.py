@@ -57,7 +57,7 @@ class EmbeddedRedis:
                 return
             except redis.exceptions.RedisError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"valkey-server did not start; see {self.data_dir}/valkey.log")
+                    raise RuntimeError(f"valkey-server did not start; see {self.data_dir}/valkey.log") from None
                 time.sleep(0.05)
             finally:
                 client.close()

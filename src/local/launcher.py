@@ -2,10 +2,11 @@
 
 Decides what to start, in order: a private valkey-server under $VAR_DIR/redis (when REDIS_URL
 is unset), the scorer simulator (when SCORER_URL is unset), $WORKERS RQ workers (with RQ's
-scheduler), the dispatcher (src/runners/dispatcher.py) and the web server. `src/local/supervisor.py` keeps them running: a child that dies is
-restarted with backoff, and Ctrl-C or SIGTERM stops them all. Children run in their own
-sessions, so a Ctrl-C reaches only this process, which then stops them; and they get SIGTERM
-should it be killed outright.
+scheduler), the dispatcher (src/runners/dispatcher.py) and the web server.
+`src/local/supervisor.py` keeps them running: a child that dies is restarted with backoff,
+and Ctrl-C or SIGTERM stops them all. Children run in their own sessions, so a Ctrl-C
+reaches only this process, which then stops them; and they get SIGTERM should it be killed
+outright.
 
 While it runs, the embedded server's URL is in $VAR_DIR/run/redis.url (for `make dashboard`).
 """

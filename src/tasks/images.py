@@ -90,7 +90,8 @@ def inspect(path: str, max_pixels: int) -> ImageInfo:
         begins_as = _begins_as(path)
         if begins_as:
             raise _corrupt(f"a {begins_as} file whose header could not be read") from None
-        raise PhotoRejected("unsupported_media_type", "photo is not a JPEG, PNG, WebP, GIF, BMP or TIFF image") from None
+        raise PhotoRejected("unsupported_media_type",
+                            "photo is not a JPEG, PNG, WebP, GIF, BMP or TIFF image") from None
     except Image.DecompressionBombError:
         raise _too_large(max_pixels) from None
     except Exception as exc:  # Damaged, or any parser failure: a damaged file

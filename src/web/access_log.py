@@ -93,7 +93,8 @@ def raw_target(environ: dict) -> str:
     if target:
         return target
     query = environ.get("QUERY_STRING", "")
-    return quote(environ.get("PATH_INFO", "").encode("latin-1", "replace"), safe="/;=@:,$!*'()") + (f"?{query}" if query else "")
+    path = quote(environ.get("PATH_INFO", "").encode("latin-1", "replace"), safe="/;=@:,$!*'()")
+    return path + (f"?{query}" if query else "")
 
 
 def escape(text: str) -> str:
