@@ -4,18 +4,24 @@ workers as subprocesses, plus small helpers. Shared by the tests and the benchma
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
+import redis
 import requests
 from PIL import Image
 
 from src.local.processes import spawn
+from src.local.simulator import expected_score
 from src.settings import Settings
 from src.web.app import create_app
 from src.web.server import create_server
@@ -96,6 +102,9 @@ class Service(Client):
         with open(os.path.join(self.settings.upload_dir, "..", "workers.log"), "ab") as log:
             return spawn([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
+    def redis_client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url)
+
     def stop_workers(self) -> None:
         for worker in self.workers:
             if worker.poll() is None:
@@ -165,3 +174,114 @@ def assert_error_shape(answer: requests.Response, status: int, field=None) -> di
 
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
+
+
+# --- scoring tasks ------------------------------------------------------------------
+
+NAME = "Ann Lee"
+
+
+def start_task(service, photo: bytes, name: str = NAME, filename: str = "face.jpg") -> int:
+    """POST a scoring task; the service must accept it as a new task."""
+    answer = service.post(photo, filename=filename, name=name)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["status"] == "received" and body["result"] is None, body
+    assert isinstance(body["task"], int)
+    return body["task"]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    """Call `predicate` until it returns something truthy; that value, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def assert_ready(service, task: int, photo: bytes, name: str = NAME, timeout: float = 20) -> dict:
+    answer = service.wait_done(task, timeout=timeout)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "ready", body
+    assert body["task"] == task and body["progress"] == 100
+    assert isinstance(body["result"], float) and not isinstance(body["result"], bool), body
+    assert body["result"] == pytest.approx(expected_score(name, photo), abs=1e-9)
+    return body
+
+
+def assert_failed(service, task: int, code: str, timeout: float = 20) -> dict:
+    answer = service.wait_done(task, timeout=timeout)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "failed", body
+    assert body["task"] == task
+    assert body["result"] is None
+    assert body["progress"] == 100
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"].strip()
+    return body
+
+
+# --- raw HTTP (where a client library would hide what is sent) ---------------------------
+
+BOUNDARY = "hostileBOUNDARY"
+
+def connect(service, timeout: float = 5) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", service.server.effective_port), timeout=timeout)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One answer: up to the end of the body its Content-Length announces, or whatever comes
+    until the server closes the connection (or a reset ends it)."""
+    answer = b""
+    try:
+        while not _complete(answer) and (block := sock.recv(65536)):
+            answer += block
+    except ConnectionResetError:  # the server closed with our unread bytes still queued
+        pass
+    return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, blank_line, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*([0-9]+)", head)
+    return bool(blank_line and length) and len(body) >= int(length.group(1))
+
+
+def exchange(service, data: bytes) -> bytes:
+    with connect(service) as sock:
+        sock.sendall(data)
+        return read_answer(sock)
+
+
+def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of one raw HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_json_error(answer: bytes, status: int) -> dict:
+    """The one error shape, as a raw answer, with the headers every answer carries."""
+    code, headers, body = parse(answer)
+    assert code == status, answer[:500]
+    assert headers["content-type"].startswith("application/json")
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-request-id"]
+    error = json.loads(body)
+    assert error["status"] == "error" and error["result"] is None
+    assert error["error"]["code"] and error["error"]["message"]
+    return error["error"]
+
+
+def multipart_head(*parts: tuple[str, bytes]) -> bytes:
+    return b"".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                    + value + b"\r\n" for name, value in parts)
+
+
+LARGE_HEAD = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n"
+              b"Content-Type: multipart/form-data; boundary=" + BOUNDARY.encode() + b"\r\n")

@@ -18,9 +18,18 @@ import psutil
 import pytest
 import redis
 import requests
-from test_scoring import assert_failed, assert_ready, start_task, wait_until
 
-from harness import Service, files_under, leftovers, make_photo, noisy_photo
+from harness import (
+    Service,
+    assert_failed,
+    assert_ready,
+    files_under,
+    leftovers,
+    make_photo,
+    noisy_photo,
+    start_task,
+    wait_until,
+)
 from src.local.embedded_redis import EmbeddedRedis, free_port
 
 
@@ -73,7 +82,10 @@ def test_a_task_whose_job_is_lost_three_times_fails(make_service, scorer):
 def resize_and_kill_its_work_horse(service) -> int:
     """Post a resize big enough to take a while, kill -9 the work horse running it; its task."""
     worker = psutil.Process(service.workers[1].pid)
-    time.sleep(1)  # let the worker start its scheduler process
+    # The worker's other child is RQ's scheduler process, forked once it holds its locks:
+    # wait for it, so that the only new child after the POST is the work horse.
+    redis = service.redis_client()
+    assert wait_until(lambda: redis.exists("rq:scheduler-lock:resize") and worker.children(), timeout=20)
     before = {child.pid for child in worker.children()}
     photo = noisy_photo("PNG", size=(3000, 2000), seed=7)
     answer = service.post(photo, filename="big.png", content_type="image/png", width=300)

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
-import re
 import select
-import socket
 import struct
 import zlib
 
@@ -19,66 +16,22 @@ import pytest
 import requests
 from PIL import Image
 
-from harness import assert_error_shape, files_under, make_photo, noisy_photo
+from harness import (
+    BOUNDARY,
+    LARGE_HEAD,
+    assert_error_shape,
+    assert_json_error,
+    connect,
+    exchange,
+    files_under,
+    make_photo,
+    multipart_head,
+    noisy_photo,
+    parse,
+    read_answer,
+)
 
 NAME = "Ann Lee"
-BOUNDARY = "hostileBOUNDARY"
-
-
-# --- raw HTTP ---------------------------------------------------------------------------
-
-def connect(service, timeout: float = 5) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", service.server.effective_port), timeout=timeout)
-
-
-def read_answer(sock: socket.socket) -> bytes:
-    """One answer: up to the end of the body its Content-Length announces, or whatever comes
-    until the server closes the connection (or a reset ends it)."""
-    answer = b""
-    try:
-        while not _complete(answer) and (block := sock.recv(65536)):
-            answer += block
-    except ConnectionResetError:  # the server closed with our unread bytes still queued
-        pass
-    return answer
-
-
-def _complete(answer: bytes) -> bool:
-    head, blank_line, body = answer.partition(b"\r\n\r\n")
-    length = re.search(rb"(?im)^content-length:\s*([0-9]+)", head)
-    return bool(blank_line and length) and len(body) >= int(length.group(1))
-
-
-def exchange(service, data: bytes) -> bytes:
-    with connect(service) as sock:
-        sock.sendall(data)
-        return read_answer(sock)
-
-
-def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers with lower-case names, body) of one raw HTTP answer."""
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-    return int(status_line.split()[1]), headers, body
-
-
-def assert_json_error(answer: bytes, status: int) -> dict:
-    """The one error shape, as a raw answer, with the headers every answer carries."""
-    code, headers, body = parse(answer)
-    assert code == status, answer[:500]
-    assert headers["content-type"].startswith("application/json")
-    assert headers["x-content-type-options"] == "nosniff"
-    assert headers["x-request-id"]
-    error = json.loads(body)
-    assert error["status"] == "error" and error["result"] is None
-    assert error["error"]["code"] and error["error"]["message"]
-    return error["error"]
-
-
-def multipart_head(*parts: tuple[str, bytes]) -> bytes:
-    return b"".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-                    + value + b"\r\n" for name, value in parts)
 
 
 # --- slow clients ----------------------------------------------------------------------------
@@ -102,9 +55,6 @@ def test_two_hundred_slow_clients_do_not_shut_others_out(service):
 
 
 # --- bodies over MAX_UPLOAD_BYTES ---------------------------------------------------------------
-
-LARGE_HEAD = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n"
-              b"Content-Type: multipart/form-data; boundary=" + BOUNDARY.encode() + b"\r\n")
 
 
 def test_content_length_over_the_limit_gets_413_before_the_body(service):

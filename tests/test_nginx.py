@@ -11,9 +11,8 @@ import time
 
 import pytest
 import requests
-from test_hostile import LARGE_HEAD, assert_json_error, read_answer
 
-from harness import ROOT, make_photo
+from harness import LARGE_HEAD, ROOT, assert_json_error, make_photo, read_answer
 from src.local.embedded_redis import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -21,56 +21,12 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from harness import files_under, make_photo
-from src.local.simulator import expected_score
-
-NAME = "Ann Lee"
-
+from harness import NAME, assert_failed, assert_ready, files_under, make_photo, start_task, wait_until
 
 # --- helpers ------------------------------------------------------------------------------
 
-def start_task(service, photo: bytes, name: str = NAME, filename: str = "face.jpg") -> int:
-    """POST a scoring task; the service must accept it as a new task."""
-    answer = service.post(photo, filename=filename, name=name)
-    assert answer.status_code == 202, answer.text
-    body = answer.json()
-    assert body["status"] == "received" and body["result"] is None, body
-    assert isinstance(body["task"], int)
-    return body["task"]
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05):
-    """Call `predicate` until it returns something truthy; that value, or None on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def assert_ready(service, task: int, photo: bytes, name: str = NAME, timeout: float = 20) -> dict:
-    answer = service.wait_done(task, timeout=timeout)
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert body["status"] == "ready", body
-    assert body["task"] == task and body["progress"] == 100
-    assert isinstance(body["result"], float) and not isinstance(body["result"], bool), body
-    assert body["result"] == pytest.approx(expected_score(name, photo), abs=1e-9)
-    return body
-
-
-def assert_failed(service, task: int, code: str, timeout: float = 20) -> dict:
-    answer = service.wait_done(task, timeout=timeout)
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert body["status"] == "failed", body
-    assert body["task"] == task
-    assert body["result"] is None
-    assert body["progress"] == 100
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"].strip()
-    return body
 
 
 def is_first_call(call: dict, photo: bytes, name: str = NAME) -> bool:
