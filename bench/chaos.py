@@ -1,4 +1,4 @@
-"""The processes of a running launcher (`tests/harness.Launched`) that the fault benches
+"""The processes of a running launcher (`tests/launched.Launched`) that the fault benches
 kill, each found the way an operator would: by command line, by process group, by what RQ
 says a worker is doing. Shared by bench/soak.py and bench/faults.py."""
 

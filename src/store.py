@@ -1,8 +1,6 @@
-"""Everything that touches Redis for tasks: the counter, one hash per task, the dedupe index,
-the photo reference sets, and the sets that keep every waiting task moving.
-
-Every state change is one Lua script, so concurrent web processes, workers and dispatchers
-never race (no read-then-write from Python). Keys:
+"""Everything that touches Redis for tasks. Every state change is one Lua script, so
+concurrent web processes, workers and dispatchers never race (no read-then-write from
+Python), and a job's writes are fenced by the job id its task names. The keys:
 
     pt:task_seq              INCR counter of task numbers
     pt:task:<N>              hash: kind, owner, state, progress, result, error_*, job_id, ...
@@ -16,15 +14,7 @@ never race (no read-then-write from Python). Keys:
     pt:expiring              zset: finished task -> when its time to live ends
     pt:expiring_files        hash: finished task -> its files, as JSON [photo digest, result file]
 
-A finished task's keys expire in Redis by themselves; its files are removed by the sweep once
-its time on `pt:expiring` has come (src/jobs/sweep.py).
-
-A waiting task is always in `pt:active`. Every change to it pushes its lease on, so a task
-that is moving is never looked at; one that has not changed for a lease is checked by the
-sweep (src/jobs/sweep.py), which runs its job again if the job was lost.
-
-Jobs write with a fence: the job id the task names. A job the sweep has replaced (its worker
-was thought dead) finds its writes refused and stops, so one task never has two live runs.
+How they keep every waiting task moving: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""docs/nginx.conf, the README's reverse proxy, run as written (only its two ports swapped)
+"""docs/nginx.conf, the reverse proxy of docs/operations.md, run as written (only its two ports swapped)
 in front of the real service. Skipped where nginx is not installed."""
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""`python -m src.runners.dispatcher`: keeps waiting scoring tasks moving, on time.
-
-RQ's scheduler works in whole seconds, so a poll scheduled with it comes up to a second
-late. Instead a scoring task that must run again later waits on the sorted set `pt:due`
-(score: when it is due); this loop takes the tasks that are due, every few milliseconds, and
-puts them on the `score` queue in one round trip, in jobs of up to `queues.SCORE_BATCH` tasks.
-Every SWEEP_INTERVAL seconds it also enqueues the sweeps (src/jobs/sweep.py), which run on
-the workers.
-
-Any number of dispatchers may run (one per host, say): taking a due task is atomic, and the
-sweeps are enqueued once per interval whoever asks. Redis going away only pauses the loop.
+"""`python -m src.runners.dispatcher`: puts due scoring runs on the `score` queue on time
+and in batches, and enqueues the sweeps every SWEEP_INTERVAL. Any number may run. Why not
+RQ's scheduler, and how: docs/architecture.md ("Runs on time, in batches").
 """
 
 from __future__ import annotations

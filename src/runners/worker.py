@@ -1,15 +1,7 @@
-"""`python -m src.runners.worker`: one RQ worker on the service's queues, with RQ's scheduler (which
-runs in whichever worker holds its lock, so any number of workers may be started).
-
-- Scoring runs (one HTTP call each, waiting on the network) run in the worker process
-  itself, with the job code and the scorer's connection pool loaded once; a resize runs in a
-  forked work horse, so a crash or a leak in an image decoder cannot take the worker along.
-- A work horse that dies (`kill -9`, out of memory) has its task's job run again at once,
-  by the worker that saw it die, as the sweep would a lease later.
-- A heartbeat thread keeps `pt:alive:<worker name>` alive in Redis, holding the id of the job
-  in hand, so the sweep can tell a job whose worker died from one that is still running.
-- Redis going away ends RQ's work loop; this process then waits for Redis with backoff and
-  starts a new worker, instead of exiting.
+"""`python -m src.runners.worker`: one RQ worker on the service's queues, with RQ's
+scheduler. It forks a work horse only for resizes, keeps a liveness heartbeat in Redis, has
+a killed horse's job run again at once, and outlives Redis outages. docs/architecture.md
+says why each.
 """
 
 from __future__ import annotations

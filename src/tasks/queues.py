@@ -1,10 +1,6 @@
-"""Putting work on the RQ queues, and telling whether a job is still alive.
-
-Job functions are named by their import path, so the web process never imports the job
-code (and its scorer client). A scoring task's later runs are not put on RQ's scheduler
-(whole seconds only): the task waits on `pt:due` and the dispatcher enqueues its job on time
-(src/runners/dispatcher.py). The end of a finished task's time to live is no job either: the sweep
-removes its files (src/jobs/sweep.py).
+"""Putting tasks' jobs on the RQ queues, and cancelling them. Job functions are named by their
+import path, so the web process never imports the job code. Scoring runs are enqueued by the
+dispatcher from `pt:due` (docs/architecture.md).
 """
 
 from __future__ import annotations
