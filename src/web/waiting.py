@@ -76,11 +76,8 @@ class HeldAnswers:
                 self._held.add(waiter)
                 if self._stopping:  # release_all has been and gone: it did not see this one
                     return seconds
-            if self.waits.listen(task_id, waiter, seconds):
-                try:
-                    self.waits.wait(waiter, seconds)
-                finally:
-                    self.waits.stop_listening(task_id, waiter)
+            if self.waits.listen(task_id, waiter, seconds) and not self.waits.wait(waiter, seconds):
+                self.waits.stop_listening(task_id, waiter)  # timed out (an end takes the set with it)
             return seconds
         finally:
             with self._lock:
