@@ -120,9 +120,14 @@ def test_the_wait_is_capped_by_wait_max_and_ends_with_wait_after_n_seconds(make_
     assert no_wait_keys(redis_client)  # nothing piles up
 
 
-def test_a_preference_that_is_not_whole_seconds_is_ignored(make_service):
+def test_the_preference_is_read_as_rfc_7240_says(make_service):
     service = make_service(workers=0)
     task_id = running_task(service)
+    honoured = ("respond-async, wait=1", 'wait="1"; foo=bar', "WAIT = 1", "wait=1, wait=20", "handling=lenient,wait=1")
+    with ThreadPoolExecutor(len(honoured)) as pool:  # held side by side: about a second in all
+        answers = list(pool.map(lambda value: held_get(service, task_id, value)[0], honoured))
+    for value, answer in zip(honoured, answers):
+        assert answer.status_code == 202 and answer.headers.get("Preference-Applied") == "wait=1", value
     for value in ("wait=abc", "wait=1.5", "wait=-1", "wait=0", "respond-async", "wait"):
         started = time.monotonic()
         answer, _ = held_get(service, task_id, value)
