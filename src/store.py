@@ -427,6 +427,7 @@ def connect_blocking(url: str, seconds: float, connections: int) -> redis.Redis:
                                 max_connections=max(1, connections), retry=Retry(NoBackoff(), 0),
                                 health_check_interval=10)
 
+
 class Waits:
     """Answers held until their task ends. Each held answer has a list of its own (`waiter`)
     and makes ONE blocking call on it, on `blocking`: a client whose connections have no
@@ -459,6 +460,7 @@ class Waits:
                 pipe.rpush(waiter, "stop")
                 pipe.expire(waiter, WAKE_TTL)
             pipe.execute()
+
 
 def _pairs(fields: dict[str, Any]) -> list:
     flat: list = []
