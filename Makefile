@@ -81,6 +81,11 @@ bench-cost: $(VENV)/.dev
 bench-sweep: $(VENV)/.dev
 	$(PY) bench/sweep_files.py
 
+# `Prefer: wait` against polling, and POST with it against the scorer's own time; see docs/performance.md.
+.PHONY: bench-wait
+bench-wait: $(VENV)/.dev
+	$(PY) bench/waiting_answers.py --runs 30
+
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev
 	$(PY) bench/faults.py

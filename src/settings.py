@@ -91,6 +91,9 @@ class Settings:
     orphan_grace: float = setting("ORPHAN_GRACE", 3600.0, "seconds a stored photo or result that no task names "
                                   "is kept before the sweep removes it (looked for every tenth of this)",
                                   parse=float)
+    wait_max: int = setting("WAIT_MAX", 60, "longest `Prefer: wait` in seconds; a longer one is cut to this")
+    wait_slots: int = setting("WAIT_SLOTS", 64, "how many answers one web process holds at once for `Prefer: "
+                              "wait` (it has this many threads more); past that the header is ignored")
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()

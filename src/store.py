@@ -13,6 +13,8 @@ Python), and a job's writes are fenced by the job id its task names. The keys:
     pt:due                   zset: waiting scoring task -> when its next run is due
     pt:expiring              zset: finished task -> when its time to live ends
     pt:expiring_files        hash: finished task -> its files, as JSON [photo digest, result file]
+    pt:waiters:<N>           set of the lists that answers held on task N block on (Prefer: wait)
+    pt:wait:<process>:<n>    one held answer's list: the script that ends or deletes the task pushes to it
 
 How they keep every waiting task moving: docs/architecture.md.
 """
@@ -38,6 +40,8 @@ RESULT_FILES_KEY = PREFIX + "result_files"
 EXPIRING_KEY = PREFIX + "expiring"
 EXPIRING_FILES_KEY = PREFIX + "expiring_files"
 TASK_PREFIX = PREFIX + "task:"
+WAITERS_PREFIX = PREFIX + "waiters:"  # waiting answers (Prefer: wait), see Waits below
+WAKE_TTL = 10  # seconds a pushed waiter's list outlives a waiter that has stopped listening
 
 WAITING = ("queued", "running")
 READY, FAILED = "ready", "failed"
@@ -76,6 +80,19 @@ local function writable(key, fence)
 end
 """
 
+# Waiting answers (Prefer: wait): wake every answer held on task `id`, once it ends or goes.
+# Each held answer blocks on a list of its own, named in the task's waiters set; the set goes.
+_WAKE = f"""
+local function wake(id)
+  local waiters = '{WAITERS_PREFIX}' .. id
+  for _, waiter in ipairs(redis.call('SMEMBERS', waiters)) do
+    redis.call('RPUSH', waiter, 'ended')
+    redis.call('EXPIRE', waiter, {WAKE_TTL})
+  end
+  redis.call('DEL', waiters)
+end
+"""
+
 # Update a waiting task; progress only ever goes up; its lease starts again; with a due time
 # its next run is put on `pt:due`. Returns the progress after the update, or -1 when the
 # write is refused (task gone, finished, or taken over by another job).
@@ -103,7 +120,7 @@ return tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 # moving. Returns the task's kind, or false when refused.
 # KEYS: task, active, deadline, due, expiring, expiring files.
 # ARGV: task number, fence, ttl, when the ttl ends, result file ('' = none), field/value pairs.
-_FINISH = _WRITABLE + """
+_FINISH = _WRITABLE + _WAKE + """
 if not writable(KEYS[1], ARGV[2]) then return false end
 local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
@@ -114,6 +131,7 @@ if dedupe then redis.call('EXPIRE', dedupe, ARGV[3]) end
 for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
 redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({redis.call('HGET', KEYS[1], 'digest') or '', ARGV[5]}))
+wake(ARGV[1])
 return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 """
 
@@ -122,7 +140,7 @@ return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 # and if it cannot (Redis went away midway, the photo's lock is held), the sweep does.
 # KEYS: task, active, deadline, due, expiring, expiring files.
 # ARGV: task number, owner ('' = anyone may), now.
-_DELETE = """
+_DELETE = _WAKE + """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
 local task = redis.call('HGETALL', KEYS[1])
@@ -132,6 +150,7 @@ redis.call('DEL', KEYS[1])
 for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({files[2] or '', files[3] or ''}))
+wake(ARGV[1])
 return task
 """
 
@@ -375,6 +394,62 @@ class Store:
 
     def named_result_files(self, names: list[str]) -> list[bool]:
         return [bool(x) for x in self.redis.smismember(RESULT_FILES_KEY, names)] if names else []
+
+
+# --- waiting answers (Prefer: wait) ------------------------------------------------------
+# Listen for a task's end: name the waiter's list in the task's waiters set (kept at least as
+# long as this wait) and tell whether the task still waits, in one step: an end that comes
+# later is pushed to the list (_WAKE), one that came before is seen here. 1 = listening.
+# KEYS: waiters, task.  ARGV: waiter's list, seconds the set must last.
+_LISTEN = """
+local state = redis.call('HGET', KEYS[2], 'state')
+if state ~= 'queued' and state ~= 'running' then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
+def connect_blocking(url: str, seconds: float, connections: int) -> redis.Redis:
+    """A client for calls that block up to `seconds` (held answers): at most `connections`
+    of them, each read given that long and a little more; never retried."""
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=seconds + 5,
+                                max_connections=max(1, connections), retry=Retry(NoBackoff(), 0),
+                                health_check_interval=10)
+
+
+class Waits:
+    """Answers held until their task ends. Each held answer has a list of its own (`waiter`)
+    and makes ONE blocking call on it, on `blocking`: a client whose connections have no
+    short read timeout. The scripts that end or delete a task push to its waiters' lists;
+    `wake` pushes to some itself (a web process that stops)."""
+
+    def __init__(self, client: redis.Redis, blocking: redis.Redis):
+        self.redis = client
+        self.blocking = blocking
+        self._listen = client.register_script(_LISTEN)
+
+    def listen(self, task_id: int, waiter: str, seconds: int) -> bool:
+        """Start listening for the task's end; False when it has already ended or gone."""
+        keys = [WAITERS_PREFIX + str(task_id), Store.task_key(task_id)]
+        return bool(self._listen(keys=keys, args=[waiter, seconds + WAKE_TTL]))
+
+    def wait(self, waiter: str, seconds: int) -> bool:
+        """Block until `waiter` is pushed to or `seconds` pass; True when it was pushed to."""
+        return self.blocking.blpop([waiter], timeout=seconds) is not None
+
+    def stop_listening(self, task_id: int, waiter: str) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.srem(WAITERS_PREFIX + str(task_id), waiter)
+            pipe.delete(waiter)
+            pipe.execute()
+
+    def wake(self, waiters: list[str]) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for waiter in waiters:
+                pipe.rpush(waiter, "stop")
+                pipe.expire(waiter, WAKE_TTL)
+            pipe.execute()
 
 
 def _pairs(fields: dict[str, Any]) -> list:

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Request, Response
 from src import metrics
 from src.handlers import fields
 from src.handlers.answers import location
+from src.handlers.held import held_post_answer
 from src.store import READY, Claim
 from src.tasks import images, lifecycle, queues
 from src.tasks.dedupe import dedupe_key, normalise_name
@@ -27,9 +28,10 @@ PHOTO_REFUSALS = {"unsupported_media_type": 415, "corrupt_image": 422, "image_to
 
 def handle(ctx: Context, request: Request, user: str) -> Response:
     try:
-        return _create(ctx, request, user)
+        response = _create(ctx, request, user)
     finally:
         request.discard_uploads()
+    return held_post_answer(ctx, request, user, response)  # Prefer: wait, once the upload is let go of
 
 
 def _create(ctx: Context, request: Request, user: str) -> Response:

@@ -20,6 +20,7 @@ from src.web.context import Context
 from src.web.errors import ApiError, body_too_large
 from src.web.request import request_class
 from src.web.spools import SpoolDir
+from src.web.waiting import HeldAnswers
 
 log = logging.getLogger("photo_tasks")
 
@@ -27,7 +28,7 @@ log = logging.getLogger("photo_tasks")
 class Application:
     def __init__(self, settings: Settings):
         store = Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease)
-        self.ctx = Context(settings, store, WebMetrics(store.redis))
+        self.ctx = Context(settings, store, WebMetrics(store.redis), HeldAnswers(settings, store.redis))
         self.spools = SpoolDir(settings.upload_dir)  # sweeps dead processes' spools first
         self.request_class = request_class(settings, self.spools.path)
 

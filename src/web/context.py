@@ -1,4 +1,5 @@
-"""What every handler is given: the settings, the task store and the web app's metrics."""
+"""What every handler is given: the settings, the task store, the web app's metrics and its
+held answers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from src.metrics.web import WebMetrics
 from src.settings import Settings
 from src.store import Store
+from src.web.waiting import HeldAnswers
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,7 @@ class Context:
     settings: Settings
     store: Store
     metrics: WebMetrics
+    held: HeldAnswers  # answers held for `Prefer: wait`
 
     @property
     def open_mode(self) -> bool:

@@ -15,6 +15,7 @@ import resource
 import time
 
 from waitress import create_server as create_waitress_server
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
@@ -27,6 +28,8 @@ from src.web.app import new_request_id, stamp
 from src.web.errors import ApiError, body_too_large
 
 OPTIONS = {
+    # Threads for the requests served at once; held answers (Prefer: wait) get WAIT_SLOTS
+    # more (see options()): they block in Redis, not on the GIL, and never take these.
     "threads": 8,
     "ident": "photo-tasks",
     # ProxyFix (in create_app) trusts exactly TRUSTED_PROXIES hops of X-Forwarded-*;
@@ -45,6 +48,8 @@ OPTIONS = {
 }
 # Room for open files beyond the connections (spools, results, Redis, logs).
 SPARE_FILES = 200
+# How long a stopped server may take to send the answers its last requests wrote.
+SEND_LEFT_SECONDS = 2.0
 
 # Waitress's refusals -> our error codes; its own description follows the message.
 WAITRESS_ERRORS = {
@@ -58,13 +63,15 @@ WAITRESS_ERRORS = {
 def options(settings: Settings) -> dict:
     """Waitress's options for `settings`; it refuses a body of `max_request_body_size`
     bytes or more."""
-    return {**OPTIONS, "max_request_body_size": settings.max_upload_bytes + 1}
+    return {**OPTIONS, "threads": OPTIONS["threads"] + settings.wait_slots,
+            "max_request_body_size": settings.max_upload_bytes + 1}
 
 
-def create_server(app, settings: Settings, port: int | None = None):
+def create_server(app, settings: Settings, port: int | None = None, listeners: dict | None = None):
     """Waitress serving `app` on HOST and PORT (or `port`: 0 picks a free one), with the
-    service's own answers to what waitress refuses. Call `.run()` to serve."""
-    listeners: dict = {}
+    service's own answers to what waitress refuses; its sockets in `listeners`, when given.
+    Call `.run()` to serve."""
+    listeners = {} if listeners is None else listeners
     server = create_waitress_server(app, map=listeners, host=settings.host,
                                     port=settings.port if port is None else port, **options(settings))
     for listener in listeners.values():  # one per address HOST resolves to
@@ -87,9 +94,25 @@ def serve(app, settings: Settings) -> None:
     # Waitress warns "Task queue depth is N" for every request that waits for a thread: under
     # load, a line per request. The wait shows in the request's time on its access-log line.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    server = create_server(app, settings)
+    listeners: dict = {}
+    server = create_server(app, settings, listeners=listeners)
     server.print_listen("Serving on http://{}:{}")
     server.run()
+    _send_what_is_left(listeners, SEND_LEFT_SECONDS)
+
+
+def _send_what_is_left(listeners: dict, seconds: float) -> None:
+    """Once stopped, send the answers the last requests wrote (held answers released by
+    SIGTERM among them): waitress's threads write to a buffer that its serving loop, stopped
+    by then, sends. No new connection is taken meanwhile."""
+    deadline = time.monotonic() + seconds
+    for listener in listeners.values():
+        if isinstance(listener, BaseWSGIServer):
+            listener.accepting = False
+    while time.monotonic() < deadline and any(
+            isinstance(channel, HTTPChannel) and channel.connected and channel.total_outbufs_len
+            for channel in listeners.values()):
+        wasyncore.loop(timeout=0.05, map=listeners, use_poll=True, count=1)
 
 
 class JsonErrorTask(ErrorTask):

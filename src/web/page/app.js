@@ -1,5 +1,6 @@
-// The page's behaviour: send a photo as a task, then follow each task by polling
-// GET /?task_id=N as the API asks (Retry-After), until it is ready or failed.
+// The page's behaviour: send a photo as a task, then follow each task with
+// GET /?task_id=N until it is ready or failed: a few at a time held by the server
+// (`Prefer: wait`, so a task's end shows at once), the others as the API asks (Retry-After).
 // Plain JavaScript, same-origin calls only. Task numbers are kept in localStorage so the
 // list survives a reload; the API key (when the server asks for one) in sessionStorage.
 "use strict";
@@ -15,6 +16,13 @@
   const drop = $("drop");
   const list = $("tasks");
   const tasks = new Map(); // task number -> {id, kind, title, el, timer}
+  // Held GETs at once: each keeps one of the browser's few connections to the server busy,
+  // so a handful leaves room for uploads and images. A GET is held for as long as the
+  // previous answer's Retry-After (at most MAX_WAIT s), so progress shows as often as
+  // polling would show it, and the end at once.
+  const MAX_HELD = 3;
+  const MAX_WAIT = 10;
+  let held = 0;
 
   // What a failed request means to a person, by HTTP status; the API's error.message follows.
   const LEADS = {
@@ -29,10 +37,10 @@
   // ---- talking to the API ----------------------------------------------------------
 
   /** fetch() with the API key; on 401, ask for a key and try again with it. */
-  async function api(method, url, body) {
+  async function api(method, url, body, extraHeaders) {
     for (;;) {
       const key = sessionStorage.getItem(API_KEY) || "";
-      const headers = { Accept: "application/json" };
+      const headers = { Accept: "application/json", ...extraHeaders };
       if (key) headers.Authorization = "Bearer " + key;
       const response = await fetch(url, { method, headers, body, cache: "no-store" });
       if (response.status !== 401) return response;
@@ -282,17 +290,24 @@
   async function poll(item) {
     clearTimeout(item.timer);
     let response, answer;
+    const holding = held < MAX_HELD;
+    if (holding) held += 1;
     try {
-      response = await api("GET", `/?task_id=${item.id}`);
+      const prefer = holding ? { Prefer: `wait=${item.wait || 1}` } : {};
+      response = await api("GET", `/?task_id=${item.id}`, undefined, prefer);
       answer = await readJson(response);
     } catch {
       if (tasks.has(item.id)) later(item, 5, "The service cannot be reached; trying again…");
       return;
+    } finally {
+      if (holding) held -= 1;
     }
     if (!tasks.has(item.id)) return; // deleted meanwhile
     if (response.status === 202 && answer) {
       showProgress(item, answer.progress);
-      later(item, retryAfter(response, 1));
+      item.wait = Math.min(MAX_WAIT, Math.max(1, Math.round(retryAfter(response, 1))));
+      // A held answer has waited already: ask again at once (held again, or polled).
+      later(item, response.headers.has("Preference-Applied") ? 0 : retryAfter(response, 1));
     } else if (response.status === 200 && answer) {
       showOutcome(item, answer);
     } else if (response.status === 404) {
