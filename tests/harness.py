@@ -4,6 +4,7 @@ workers as subprocesses, plus small helpers. Shared by the tests and the benchma
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 from PIL import Image
@@ -73,6 +75,7 @@ class Service(Client):
         self.server = create_server(create_app(self.settings), self.settings, port=0)
         super().__init__(f"http://{self.settings.host}:{self.server.effective_port}/")
         self.workers: list[subprocess.Popen] = []
+        self.deliverers: list[subprocess.Popen] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -91,17 +94,24 @@ class Service(Client):
         for _ in range(count):
             self.workers.append(self._spawn("src.runners.worker"))
 
+    def start_deliverer(self) -> subprocess.Popen:
+        """Start a callback deliverer (src/runners/deliverer.py), as `make run` does when
+        WEBHOOK_SECRET is set; it is stopped with the workers."""
+        process = self._spawn("src.runners.deliverer")
+        self.deliverers.append(process)
+        return process
+
     def _spawn(self, module: str) -> subprocess.Popen:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         with open(os.path.join(self.settings.upload_dir, "..", "workers.log"), "ab") as log:
             return spawn([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop_workers(self) -> None:
-        for worker in self.workers:
+        for worker in self.workers + self.deliverers:
             if worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-        self.workers = []
+        self.workers, self.deliverers = [], []
 
     def stop(self) -> None:
         self.stop_workers()
@@ -165,3 +175,69 @@ def assert_error_shape(answer: requests.Response, status: int, field=None) -> di
 
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
+
+
+class Receiver:
+    """A callback receiver the test runs: a real HTTP server on loopback that records every
+    request (path, headers, body, when) and answers each path by its plan: a list of
+    (status, headers, seconds to hold the answer) used in turn, the last one over and over.
+    Unplanned paths answer 204 at once."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.plans: dict[str, list[tuple[int, dict, float]]] = {}
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.changed:
+                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                              "at": time.time()})
+                    plan = receiver.plans.get(self.path) or [(204, {}, 0.0)]
+                    status, headers, hold = plan.pop(0) if len(plan) > 1 else plan[0]
+                    receiver.changed.notify_all()
+                time.sleep(hold)
+                self.send_response(status)
+                for name, value in {"Content-Length": "0", **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def plan(self, path: str, *answers) -> str:
+        """Answers for `path`: each a status, or (status, headers, hold); returns its URL."""
+        self.plans[path] = [(a, {}, 0.0) if isinstance(a, int) else a for a in answers]
+        return self.url + path
+
+    def calls(self, path: str | None = None) -> list[dict]:
+        with self.changed:
+            return [r for r in self.requests if path is None or r["path"] == path]
+
+    def wait_calls(self, path: str, count: int, timeout: float = 15) -> list[dict]:
+        """The first `count` requests to `path`, once they have come (AssertionError if not)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len([r for r in self.requests if r["path"] == path]) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{path}: {len(self.calls(path))} of {count} requests within {timeout:g} s"
+                self.changed.wait(left)
+            return [r for r in self.requests if r["path"] == path][:count]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def callback_event(request: dict) -> dict:
+    """The JSON body of a callback the receiver got."""
+    return json.loads(request["body"])

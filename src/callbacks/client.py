@@ -1,0 +1,86 @@
+"""One callback attempt over HTTP(S), to a checked address only.
+
+Each attempt resolves the URL's host once and checks every address it resolves to
+(src/callbacks/urls.py), then connects to the first one: the connection pool is built for
+that IP, with the URL's host kept as the `Host` header and, for https, as the TLS server
+name (SNI) and the name the certificate must carry. So a name that resolves elsewhere between
+the check and the connection (DNS rebinding) is never followed. Redirects are never followed,
+and nothing is retried here: the schedule (src/callbacks/rules.py) decides.
+
+Pools are kept per (scheme, address, port, host), at most MAX_POOLS of them, so calls to the
+same receiver reuse their connections; urllib3's pools are thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import certifi
+import urllib3
+
+from src.callbacks import urls
+
+MAX_POOLS = 256
+CONNECTIONS_PER_POOL = 8
+MAX_BODY = 65536  # bytes of a receiver's answer read (the rest is not wanted)
+USER_AGENT = "photo-tasks-callbacks/1"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None  # the HTTP status, or None when there was no answer
+    retry_after: str | None = None
+    error: str = ""  # why there was no answer
+
+
+class CallbackClient:
+    def __init__(self, timeout: float, allow_private: bool):
+        self.timeout = urllib3.Timeout(connect=timeout, read=timeout, total=timeout)
+        self.allow_private = allow_private
+        self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        try:
+            target = urls.parse(url)
+            address = urls.checked_addresses(target, self.allow_private)[0]
+        except urls.RefusedUrl as refused:
+            return Outcome(None, error=str(refused))
+        pool = self._pool(target, address)
+        headers = {**headers, "Host": target.netloc, "User-Agent": USER_AGENT}
+        try:
+            answer = pool.urlopen("POST", target.path, body=body, headers=headers, redirect=False, retries=False,
+                                  timeout=self.timeout, preload_content=False, assert_same_host=False)
+        except urllib3.exceptions.HTTPError as exc:
+            return Outcome(None, error=f"{type(exc).__name__}: {exc}")
+        try:
+            whole = len(answer.read(MAX_BODY)) < MAX_BODY  # read to its end: the connection may be reused
+        except urllib3.exceptions.HTTPError:
+            whole = False  # the status is what counts
+        if whole:
+            answer.release_conn()
+        else:
+            answer.close()
+        return Outcome(answer.status, answer.headers.get("Retry-After"))
+
+    def _pool(self, target: urls.Target, address: str) -> urllib3.HTTPConnectionPool:
+        key = (target.scheme, address, target.port, target.host)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
+            if target.scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(
+                    address, target.port, maxsize=CONNECTIONS_PER_POOL, block=False, retries=False,
+                    server_hostname=target.host, assert_hostname=target.host,
+                    cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+            else:
+                pool = urllib3.HTTPConnectionPool(address, target.port, maxsize=CONNECTIONS_PER_POOL, block=False,
+                                                  retries=False)
+            self._pools[key] = pool
+            while len(self._pools) > MAX_POOLS:
+                self._pools.popitem(last=False)[1].close()
+            return pool
