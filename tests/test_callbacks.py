@@ -115,6 +115,9 @@ def test_failures_are_tried_again_on_the_schedule_with_the_same_webhook_id(make_
         verified(call)  # each attempt signed with its own timestamp
     assert callbacks_when_settled(service, answer.json()["task"]) == [
         {"url": url, "state": "delivered", "attempts": 3, "last_status": 200}]
+    counted = ('photo_tasks_callback_attempt_duration_seconds_count{outcome="pending"} 2.0',
+               'photo_tasks_callback_attempt_duration_seconds_count{outcome="delivered"} 1.0')
+    wait_for(lambda: all(line in service.fetch("/metrics").text for line in counted))
 
 
 def test_after_the_last_step_it_gives_up(make_service, receiver):
@@ -240,7 +243,7 @@ def test_callback_url_without_webhook_secret_is_refused(make_service, rejected, 
 @pytest.mark.parametrize("url", [
     "ftp://example.com/hook", "/relative/hook", "example.com/hook", "http://", "",
     "http://user:password@example.com/hook", "http://user@example.com/hook",
-    "https://example.com/" + "a" * 2030, "http://exa mple.com/", "http://example.com:99999/",
+    "https://example.com/" + "a" * 2030, "http://exa mple.com/", "http://example.com:99999/", "http://example.com:0/",
 ])
 def test_malformed_callback_urls_are_refused(make_service, rejected, url):
     service = make_service(webhook_secret=SECRET)

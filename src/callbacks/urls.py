@@ -51,6 +51,8 @@ def parse(url: str) -> Target:
         raise RefusedUrl("callback_url is not a valid URL") from None
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
         raise RefusedUrl("callback_url must be an absolute http or https URL")
+    if port == 0:
+        raise RefusedUrl("callback_url's port must be 1 to 65535")
     if "@" in parts.netloc:
         raise RefusedUrl("callback_url must not carry a user or password")
     scheme = parts.scheme.lower()

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from src import metrics
 from src.callbacks import event, rules, signing
 from src.callbacks.client import CallbackClient
 from src.delivery_store import Delivery, DeliveryStore
@@ -34,6 +35,7 @@ log = logging.getLogger("photo_tasks.deliverer")
 
 THREADS = 64
 MAX_IDLE = 0.5  # longest wait between looks at pt:deliveries
+BUSY_PAUSE = 0.02  # wait while every thread is in a call
 MAX_PAUSE = 5.0  # longest wait for Redis between tries
 
 
@@ -67,15 +69,17 @@ class Deliverer:
         """Start the attempts that are due, as threads allow; then wait for more."""
         with self.lock:
             room = THREADS - self.in_hand
-        if room > 0:
-            now = time.time()
-            taken = self.deliveries.take(now, now + self.lease, room)
-            for delivery in taken:
-                with self.lock:
-                    self.in_hand += 1
-                self.pool.submit(self._attempt, delivery)
-            if len(taken) == room:
-                return  # there may be more due already
+        if room <= 0:
+            self.stopping.wait(BUSY_PAUSE)  # every thread is in a call: let one end
+            return
+        now = time.time()
+        taken = self.deliveries.take(now, now + self.lease, room)
+        for delivery in taken:
+            with self.lock:
+                self.in_hand += 1
+            self.pool.submit(self._attempt, delivery)
+        if len(taken) == room:
+            return  # there may be more due already
         due = self.deliveries.next_due()
         wait = MAX_IDLE if due is None else min(MAX_IDLE, due - time.time())
         if wait > 0:
@@ -93,11 +97,14 @@ class Deliverer:
     def _deliver(self, delivery: Delivery) -> None:
         body = event.body(delivery.task_id, delivery.task)
         headers = signing.headers(self.settings.webhook_key, delivery.webhook_id, int(time.time()), body)
+        started = time.perf_counter()
         outcome = self.client.post(delivery.url, body, headers)
+        seconds = time.perf_counter() - started
         attempts = delivery.attempts + 1
         verdict = rules.verdict(outcome.status, attempts, self.settings.webhook_retry_schedule,
                                 rules.retry_after_seconds(outcome.retry_after))
         self.deliveries.record(delivery, outcome.status, verdict.state, time.time() + verdict.delay)
+        metrics.callback_attempt(self.deliveries.redis, verdict.state, seconds)
         log.info("callback %s of task %s, attempt %d: %s -> %s%s", delivery.webhook_id, delivery.task_id, attempts,
                  outcome.status or outcome.error, verdict.state,
                  f" (again in {verdict.delay:g} s)" if verdict.state == "pending" else "")
