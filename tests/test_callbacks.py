@@ -8,6 +8,7 @@ import base64
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -279,6 +280,45 @@ def test_each_attempt_checks_the_address_again(receiver):
     assert receiver.calls() == []
     allowed = CallbackClient(timeout=2, allow_private=True).post(receiver.url + "/hook", b"{}", {})
     assert allowed.status == 204 and len(receiver.calls()) == 1
+
+
+@pytest.fixture
+def dripping_receiver():
+    """A receiver that answers one header line every 0.3 s, for 6 s: each read is quick, the
+    answer never whole within a short WEBHOOK_TIMEOUT."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip(conn):
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(20):
+                if stop.wait(0.3):
+                    return
+                conn.sendall(b"X-Drip: 1\r\n")
+            conn.sendall(b"Content-Length: 0\r\n\r\n")
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/drip"
+    stop.set()
+    server.close()
+
+
+def test_webhook_timeout_bounds_the_whole_attempt(dripping_receiver):
+    """However slowly the answer comes, an attempt ends at WEBHOOK_TIMEOUT, as no answer."""
+    began = time.monotonic()
+    outcome = CallbackClient(timeout=1, allow_private=True).post(dripping_receiver, b"{}", {})
+    assert outcome.status is None and "within 1 s" in outcome.error
+    assert time.monotonic() - began < 3  # not the 6 s the receiver would take
 
 
 # --- at least once through faults ---------------------------------------------------------
