@@ -98,6 +98,14 @@ class DeliveryStore:
         args = [delivery.member, delivery.number, "" if status is None else status, state, next_due]
         return bool(self._record(keys=keys, args=args))
 
+    def defer(self, deliveries: list[Delivery], until: float) -> None:
+        """Put back deliveries taken but not attempted, due at `until` (not one that was
+        dropped meanwhile)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery in deliveries:
+                pipe.zadd(DELIVERIES_KEY, {delivery.member: until}, xx=True)
+            pipe.execute()
+
     def next_due(self) -> float | None:
         """When the earliest delivery is due (or its lease ends); None when there is none."""
         first = self.redis.zrange(DELIVERIES_KEY, 0, 0, withscores=True)

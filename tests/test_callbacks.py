@@ -131,13 +131,13 @@ def test_after_the_last_step_it_gives_up(make_service, receiver):
     assert len(receiver.calls("/down")) == 3  # the first, then one per step of "0.2,0.4"
 
 
-@pytest.mark.parametrize("status", [408, 425, 429])
-def test_these_4xx_are_tried_again(make_service, receiver, status):
+def test_these_4xx_are_tried_again(make_service, receiver):
     service = callback_service(make_service, webhook_retry_schedule="0.2")
-    url = receiver.plan("/busy", status, 204)
-    answer = resize(service, url, seed=6 + status)
-    assert callbacks_when_settled(service, answer.json()["task"])[0]["state"] == "delivered"
-    assert len(receiver.calls("/busy")) == 2
+    urls = {status: receiver.plan(f"/busy{status}", status, 204) for status in (408, 425, 429)}
+    answers = {status: resize(service, url, seed=6 + status) for status, url in urls.items()}
+    for status, answer in answers.items():
+        assert callbacks_when_settled(service, answer.json()["task"])[0]["state"] == "delivered"
+        assert len(receiver.calls(f"/busy{status}")) == 2
 
 
 def test_a_longer_retry_after_is_honoured(make_service, receiver):
@@ -160,34 +160,43 @@ def test_a_receiver_that_is_not_there_is_tried_again_then_given_up(make_service)
 
 # --- answers that end delivery ------------------------------------------------------------
 
-@pytest.mark.parametrize("status", [410, 400, 404, 302])
-def test_410_other_4xx_and_redirects_end_delivery_at_once(make_service, receiver, status):
+def test_410_other_4xx_and_redirects_end_delivery_at_once(make_service, receiver):
     service = callback_service(make_service)
-    url = receiver.plan("/end", (status, {"Location": receiver.url + "/elsewhere"}, 0.0))
-    answer = resize(service, url, seed=10 + status)
-    assert callbacks_when_settled(service, answer.json()["task"]) == [
-        {"url": url, "state": "failed", "attempts": 1, "last_status": status}]
+    statuses = (410, 400, 404, 302, 307)
+    urls = {status: receiver.plan(f"/end{status}", (status, {"Location": receiver.url + "/elsewhere"}, 0.0))
+            for status in statuses}
+    answers = {status: resize(service, url, seed=10 + status) for status, url in urls.items()}
+    for status, answer in answers.items():
+        assert callbacks_when_settled(service, answer.json()["task"]) == [
+            {"url": urls[status], "state": "failed", "attempts": 1, "last_status": status}]
     time.sleep(0.8)  # past every step of the schedule
-    assert len(receiver.calls("/end")) == 1
+    for status in statuses:
+        assert len(receiver.calls(f"/end{status}")) == 1
     assert receiver.calls("/elsewhere") == []  # a redirect is never followed
 
 
 # --- deliveries never slow the work -------------------------------------------------------
 
 def test_a_hanging_receiver_delays_no_task_and_no_other_receiver(make_service, receiver):
+    """Twenty callbacks to a receiver that holds every call (more than the deliverer sends one
+    receiver at once); a task that ends meanwhile, and its callback to another receiver, do
+    not wait for it."""
     service = callback_service(make_service, webhook_timeout=8, webhook_retry_schedule="30")
     hanging = receiver.plan("/hang", (200, {}, 10.0))
-    quick = receiver.plan("/quick", 204)
-    for seed in range(20, 26):
-        ended(service, resize(service, hanging, seed=seed))
-    held = receiver.wait_calls("/hang", 6, timeout=8)  # all six held by the receiver now
-    answer = resize(service, quick, seed=26)
-    task = ended(service, answer)  # the task ends while six callbacks hang
-    call, = receiver.wait_calls("/quick", 1, timeout=8)
-    assert call["at"] < held[0]["at"] + 8  # while the first hanging attempt was still held
-    assert callbacks_when_settled(service, task["task"])[0]["state"] == "delivered"
-    hung = service.get(task["task"] - 1).json()["callbacks"][0]
-    assert hung["state"] == "pending"
+    answers = [resize(service, hanging, seed=seed) for seed in range(100, 120)]
+    for answer in answers:
+        ended(service, answer)
+    held = receiver.wait_calls("/hang", 1, timeout=8)
+    other = Receiver()
+    try:
+        answer = resize(service, other.plan("/quick", 204), seed=120)
+        task = ended(service, answer)  # the task ends while the callbacks hang
+        call, = other.wait_calls("/quick", 1, timeout=8)
+        assert call["at"] < held[0]["at"] + 8  # while the first hanging attempt was still held
+        assert callbacks_when_settled(service, task["task"])[0]["state"] == "delivered"
+    finally:
+        other.stop()
+    assert service.get(answers[0].json()["task"]).json()["callbacks"][0]["state"] == "pending"
 
 
 # --- dedupe joins, DELETE -----------------------------------------------------------------

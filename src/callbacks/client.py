@@ -29,7 +29,7 @@ import urllib3
 from src.callbacks import urls
 
 MAX_POOLS = 256
-CONNECTIONS_PER_POOL = 8
+CONNECTIONS_PER_POOL = 16  # as many as the deliverer sends one receiver at once (PER_RECEIVER)
 MAX_BODY = 65536  # bytes of a receiver's answer read (the rest is not wanted)
 USER_AGENT = "photo-tasks-callbacks/1"
 

@@ -5,7 +5,9 @@ so scoring and resizing never wait for a receiver, and a receiver never waits fo
 takes the deliveries that are due from Redis (src/delivery_store.py), with a lease of
 2 × WEBHOOK_TIMEOUT + 1 s, and runs each attempt on a pool of THREADS threads with pooled
 connections (src/callbacks/client.py); each attempt is bounded by WEBHOOK_TIMEOUT. A receiver
-that holds every call for WEBHOOK_TIMEOUT holds only the threads of its own callbacks.
+that holds every call for WEBHOOK_TIMEOUT holds only its own share: at most PER_RECEIVER
+attempts to one receiver (host and port) are in flight at once; its other due deliveries
+wait a little (`deferral`, no attempt counted) while other receivers' go ahead.
 
 A task's end wakes it at once (the finish script pushes `pt:deliveries_wake`); otherwise it
 looks again when the next delivery is due, or every MAX_IDLE seconds. A killed deliverer's
@@ -15,6 +17,7 @@ any number may run. Redis going away only pauses the loop.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -25,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 
 from src import metrics
-from src.callbacks import event, rules, signing
+from src.callbacks import event, rules, signing, urls
 from src.callbacks.client import CallbackClient
 from src.delivery_store import Delivery, DeliveryStore
 from src.settings import Settings, current_settings
@@ -33,7 +36,8 @@ from src.store import connect
 
 log = logging.getLogger("photo_tasks.deliverer")
 
-THREADS = 64
+THREADS = 256
+PER_RECEIVER = 16  # attempts in flight to one receiver (host and port) at once, per deliverer
 MAX_IDLE = 0.5  # longest wait between looks at pt:deliveries
 BUSY_PAUSE = 0.02  # wait while every thread is in a call
 MAX_PAUSE = 5.0  # longest wait for Redis between tries
@@ -46,12 +50,18 @@ class Deliverer:
         self.client = CallbackClient(settings.webhook_timeout, bool(settings.callback_allow_private))
         self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="delivery")
         self.in_hand = 0
+        self.per_receiver: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
     @property
     def lease(self) -> float:
         return 2 * self.settings.webhook_timeout + 1
+
+    @property
+    def deferral(self) -> float:
+        """How long a delivery to a receiver already holding PER_RECEIVER calls waits."""
+        return min(5.0, max(0.25, self.settings.webhook_timeout / 4))
 
     def run(self) -> None:
         pause = 0.1
@@ -74,10 +84,18 @@ class Deliverer:
             return
         now = time.time()
         taken = self.deliveries.take(now, now + self.lease, room)
+        deferred = []
         for delivery in taken:
+            receiver = receiver_of(delivery.url)
             with self.lock:
+                if self.per_receiver[receiver] >= PER_RECEIVER:
+                    deferred.append(delivery)  # a slow receiver holds only its own share
+                    continue
+                self.per_receiver[receiver] += 1
                 self.in_hand += 1
-            self.pool.submit(self._attempt, delivery)
+            self.pool.submit(self._attempt, delivery, receiver)
+        if deferred:
+            self.deliveries.defer(deferred, now + self.deferral)
         if len(taken) == room:
             return  # there may be more due already
         due = self.deliveries.next_due()
@@ -85,7 +103,7 @@ class Deliverer:
         if wait > 0:
             self.deliveries.wait_for_wake(wait)
 
-    def _attempt(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: Delivery, receiver: str) -> None:
         try:
             self._deliver(delivery)
         except Exception:  # its lease lapses and it is taken again
@@ -93,6 +111,9 @@ class Deliverer:
         finally:
             with self.lock:
                 self.in_hand -= 1
+                self.per_receiver[receiver] -= 1
+                if not self.per_receiver[receiver]:
+                    del self.per_receiver[receiver]
 
     def _deliver(self, delivery: Delivery) -> None:
         body = event.body(delivery.task_id, delivery.task)
@@ -111,6 +132,15 @@ class Deliverer:
 
     def stop(self, *_) -> None:
         self.stopping.set()
+
+
+def receiver_of(url: str) -> str:
+    """Who a callback goes to, for the share each receiver may hold: the URL's host and port."""
+    try:
+        target = urls.parse(url)
+    except urls.RefusedUrl:
+        return url
+    return f"{target.host}:{target.port}"
 
 
 def main() -> None:
