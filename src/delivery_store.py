@@ -106,6 +106,10 @@ class DeliveryStore:
                 pipe.zadd(DELIVERIES_KEY, {delivery.member: until}, xx=True)
             pipe.execute()
 
+    def renew(self, delivery: Delivery, lease_end: float) -> bool:
+        """Hold a delivery taken a while ago until `lease_end`; False when it was dropped."""
+        return self.redis.zadd(DELIVERIES_KEY, {delivery.member: lease_end}, xx=True, ch=True) == 1
+
     def next_due(self) -> float | None:
         """When the earliest delivery is due (or its lease ends); None when there is none."""
         first = self.redis.zrange(DELIVERIES_KEY, 0, 0, withscores=True)

@@ -6,8 +6,10 @@ takes the deliveries that are due from Redis (src/delivery_store.py), with a lea
 2 × WEBHOOK_TIMEOUT + 1 s, and runs each attempt on a pool of THREADS threads with pooled
 connections (src/callbacks/client.py); each attempt is bounded by WEBHOOK_TIMEOUT. A receiver
 that holds every call for WEBHOOK_TIMEOUT holds only its own share: at most PER_RECEIVER
-attempts to one receiver (host and port) are in flight at once; its other due deliveries
-wait a little (`deferral`, no attempt counted) while other receivers' go ahead.
+attempts to one receiver (host and port) are in flight at once. Its other due deliveries
+wait in this process (up to QUEUED_PER_RECEIVER of them, each started as soon as one of its
+calls ends, its lease renewed first) or, past that, back in Redis for a while (`deferral`,
+no attempt counted), while other receivers' go ahead.
 
 A task's end wakes it at once (the finish script pushes `pt:deliveries_wake`); otherwise it
 looks again when the next delivery is due, or every MAX_IDLE seconds. A killed deliverer's
@@ -38,6 +40,7 @@ log = logging.getLogger("photo_tasks.deliverer")
 
 THREADS = 256
 PER_RECEIVER = 16  # attempts in flight to one receiver (host and port) at once, per deliverer
+QUEUED_PER_RECEIVER = 64  # deliveries to a receiver at its share that wait here for a call to end
 MAX_IDLE = 0.5  # longest wait between looks at pt:deliveries
 BUSY_PAUSE = 0.02  # wait while every thread is in a call
 MAX_PAUSE = 5.0  # longest wait for Redis between tries
@@ -51,6 +54,8 @@ class Deliverer:
         self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="delivery")
         self.in_hand = 0
         self.per_receiver: collections.Counter[str] = collections.Counter()
+        self.queued: dict[str, collections.deque[Delivery]] = collections.defaultdict(collections.deque)
+        self.holding: set[str] = set()  # deliveries in flight or queued here (pt:deliveries members)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -60,7 +65,8 @@ class Deliverer:
 
     @property
     def deferral(self) -> float:
-        """How long a delivery to a receiver already holding PER_RECEIVER calls waits."""
+        """How long a delivery to a receiver with PER_RECEIVER calls in flight and
+        QUEUED_PER_RECEIVER more queued here waits in Redis."""
         return min(5.0, max(0.25, self.settings.webhook_timeout / 4))
 
     def run(self) -> None:
@@ -88,8 +94,15 @@ class Deliverer:
         for delivery in taken:
             receiver = receiver_of(delivery.url)
             with self.lock:
-                if self.per_receiver[receiver] >= PER_RECEIVER:
-                    deferred.append(delivery)  # a slow receiver holds only its own share
+                if delivery.member in self.holding:
+                    continue  # queued here past its lease: taking it again renewed the lease
+                self.holding.add(delivery.member)
+                if self.per_receiver[receiver] >= PER_RECEIVER:  # a slow receiver holds only its share
+                    if len(self.queued[receiver]) < QUEUED_PER_RECEIVER:
+                        self.queued[receiver].append(delivery)
+                    else:
+                        deferred.append(delivery)
+                        self.holding.discard(delivery.member)
                     continue
                 self.per_receiver[receiver] += 1
                 self.in_hand += 1
@@ -103,17 +116,24 @@ class Deliverer:
         if wait > 0:
             self.deliveries.wait_for_wake(wait)
 
-    def _attempt(self, delivery: Delivery, receiver: str) -> None:
+    def _attempt(self, delivery: Delivery, receiver: str, renew: bool = False) -> None:
         try:
-            self._deliver(delivery)
+            if not renew or self.deliveries.renew(delivery, time.time() + self.lease):
+                self._deliver(delivery)
         except Exception:  # its lease lapses and it is taken again
             log.exception("delivery %s (task %s) could not be recorded", delivery.webhook_id, delivery.task_id)
         finally:
             with self.lock:
-                self.in_hand -= 1
-                self.per_receiver[receiver] -= 1
-                if not self.per_receiver[receiver]:
-                    del self.per_receiver[receiver]
+                self.holding.discard(delivery.member)
+                following = self.queued[receiver].popleft() if self.queued[receiver] else None
+                if following is None:
+                    self.in_hand -= 1
+                    self.per_receiver[receiver] -= 1
+                    if not self.per_receiver[receiver]:
+                        del self.per_receiver[receiver]
+                    del self.queued[receiver]
+            if following is not None:  # this thread's place goes to the next one queued for the receiver
+                self.pool.submit(self._attempt, following, receiver, True)
 
     def _deliver(self, delivery: Delivery) -> None:
         body = event.body(delivery.task_id, delivery.task)
