@@ -46,6 +46,11 @@ bench: $(VENV)/.dev
 bench-resize: $(VENV)/.dev
 	$(PY) bench/resize.py
 
+# Callback latency, task end -> receiver, at 100 tasks/s; see docs/performance.md.
+.PHONY: bench-callbacks
+bench-callbacks: $(VENV)/.dev
+	$(PY) bench/callbacks.py
+
 # rq-dashboard in a venv of its own, so it never changes the service's rq pin.
 DASHBOARD_VENV := .venv-dashboard
 

@@ -62,7 +62,8 @@ network=${SMOKE_NETWORK:-$([ "$engine" = podman ] && echo host || echo bridge)}
 # API_KEYS or other ports) ------------------------------------------------------------------
 unset REDIS_URL UPLOAD_DIR SCORER_TIMEOUT SCORER_DEADLINE API_KEYS MAX_UPLOAD_BYTES \
   MAX_IMAGE_PIXELS RESIZE_MAX_SIDE TASK_TTL TRUSTED_PROXIES WEB_ADDRESS DASHBOARD_ADDRESS \
-  DASHBOARD_USERNAME DASHBOARD_PASSWORD COMPOSE_FILE COMPOSE_PROFILES COMPOSE_PROJECT_NAME
+  DASHBOARD_USERNAME DASHBOARD_PASSWORD COMPOSE_FILE COMPOSE_PROFILES COMPOSE_PROJECT_NAME \
+  WEBHOOK_SECRET CALLBACK_ALLOW_PRIVATE WEBHOOK_TIMEOUT WEBHOOK_RETRY_SCHEDULE
 read -r PORT DASHBOARD_PORT REDIS_PORT SCORER_SIM_PORT < <(python3 -c '
 import socket
 socks = [socket.socket() for _ in range(4)]
@@ -224,7 +225,7 @@ stop_check "a worker" "$(containers worker | head -1)"
 # The services first, valkey last: a worker's warm shutdown still needs Redis. (docker
 # compose keeps that order by itself; podman-compose 1.6.0 stops everything at once.)
 t=$(date +%s.%N)
-dc stop web worker dispatcher dashboard scorer-sim >> "$logs/stop.log" 2>&1
+dc stop web worker dispatcher deliverer dashboard scorer-sim >> "$logs/stop.log" 2>&1
 dc stop >> "$logs/stop.log" 2>&1
 took=$(elapsed "$t")
 bad_exits=""

@@ -7,6 +7,8 @@ is checked against these declarations (tests/test_docs.py).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import os
 from collections.abc import Callable, Mapping
@@ -38,6 +40,28 @@ def _api_keys(raw: str) -> dict[str, str]:
             raise SettingsError("API_KEYS must look like name:key,name:key")
         keys[key.strip()] = name.strip()
     return keys
+
+
+def _webhook_secret(raw: str) -> str:
+    """`whsec_` + base64 of 24 to 64 bytes (Standard Webhooks' form), kept as given."""
+    try:
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        key = b""
+    if not raw.startswith("whsec_") or not 24 <= len(key) <= 64:
+        raise SettingsError("WEBHOOK_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes")
+    return raw
+
+
+def _schedule(raw: str) -> tuple[float, ...]:
+    """`5,300,1800`: seconds before each further attempt, each 0 or more."""
+    try:
+        steps = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        steps = (-1.0,)
+    if any(not 0 <= step < float("inf") for step in steps):
+        raise SettingsError(f"WEBHOOK_RETRY_SCHEDULE must be seconds separated by commas, got {raw!r}")
+    return steps
 
 
 def setting(env: str, default: Any, meaning: str, *, parse: Callable[[str], Any] = int,
@@ -94,6 +118,18 @@ class Settings:
     wait_max: int = setting("WAIT_MAX", 60, "longest `Prefer: wait` in seconds; a longer one is cut to this")
     wait_slots: int = setting("WAIT_SLOTS", 64, "how many answers one web process holds at once for `Prefer: "
                               "wait` (it has this many threads more); past that the header is ignored")
+    # --- callbacks (src/callbacks/, docs/results-pushed.md) ---
+    webhook_secret: str = setting("WEBHOOK_SECRET", "", "`whsec_` + base64 of 24 to 64 random bytes: signs "
+                                  "callbacks; without it `callback_url` is refused", parse=_webhook_secret,
+                                  shown="unset")
+    callback_allow_private: int = setting("CALLBACK_ALLOW_PRIVATE", 0, "1 lets `callback_url` name loopback and "
+                                          "private addresses (tests, one private network)")
+    webhook_timeout: float = setting("WEBHOOK_TIMEOUT", 15.0, "seconds one callback attempt may take",
+                                     parse=float, minimum=0.001)
+    webhook_retry_schedule: tuple[float, ...] = setting(
+        "WEBHOOK_RETRY_SCHEDULE", (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        "seconds before each further attempt after a failed one", parse=_schedule,
+        shown="`5,300,1800,7200,18000,36000,36000`")
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()
@@ -105,6 +141,11 @@ class Settings:
     @property
     def scorer_url_given(self) -> bool:
         return "SCORER_URL" in self.given
+
+    @property
+    def webhook_key(self) -> bytes:
+        """The secret's decoded bytes: the HMAC key callbacks are signed with."""
+        return base64.b64decode(self.webhook_secret.removeprefix("whsec_"))
 
     @property
     def lease(self) -> float:

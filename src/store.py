@@ -15,6 +15,11 @@ Python), and a job's writes are fenced by the job id its task names. The keys:
     pt:expiring_files        hash: finished task -> its files, as JSON [photo digest, result file]
     pt:waiters:<N>           set of the lists that answers held on task N block on (Prefer: wait)
     pt:wait:<process>:<n>    one held answer's list: the script that ends or deletes the task pushes to it
+    pt:callbacks:<N>         hash: 1, 2, ... -> a callback of the task, as JSON {url, id, state,
+                             attempts, last_status} (src/callbacks/deliveries.py)
+    pt:deliveries            zset: "<N>:<n>" -> when callback n of finished task N is due (or
+                             when the lease of the deliverer that took it ends)
+    pt:deliveries_wake       list: pushed when deliveries are made due, to wake a deliverer
 
 How they keep every waiting task moving: docs/architecture.md.
 """
@@ -42,6 +47,10 @@ EXPIRING_FILES_KEY = PREFIX + "expiring_files"
 TASK_PREFIX = PREFIX + "task:"
 WAITERS_PREFIX = PREFIX + "waiters:"  # waiting answers (Prefer: wait), see Waits below
 WAKE_TTL = 10  # seconds a pushed waiter's list outlives a waiter that has stopped listening
+CALLBACKS_PREFIX = PREFIX + "callbacks:"
+DELIVERIES_KEY = PREFIX + "deliveries"
+DELIVERIES_WAKE_KEY = PREFIX + "deliveries_wake"
+MAX_CALLBACKS = 16  # distinct callback URLs one task keeps; more are not added
 
 WAITING = ("queued", "running")
 READY, FAILED = "ready", "failed"
@@ -49,19 +58,36 @@ READY, FAILED = "ready", "failed"
 # Claim a dedupe entry, or report the live task that already holds it (with its result).
 # A new task is waiting from the start, with its first job's id and its lease, and is a
 # user of its photo; the answer says whether the photo's lock was held at that moment.
+# A callback URL given is added to the task (new, or joined while it waits; not one ready).
 # KEYS: dedupe, sequence, active, deadline, photo users, photo lock.
-# ARGV: task-key prefix, job-id suffix, lease end, deadline ('' = none), field/value pairs.
+# ARGV: task-key prefix, job-id suffix, lease end, deadline ('' = none), callback-key prefix,
+# callback URL ('' = none), its webhook id if new, most callbacks, then field/value pairs.
 _CLAIM = """
+-- callbacks: add ARGV[6] (once per distinct URL) to task `id`, pending until the task ends
+local function add_callback(id)
+  if ARGV[6] == '' then return end
+  local key = ARGV[5] .. id
+  local all = redis.call('HVALS', key)
+  for _, raw in ipairs(all) do if cjson.decode(raw)['url'] == ARGV[6] then return end end
+  if #all >= tonumber(ARGV[8]) then return end
+  local entry = {url = ARGV[6], id = ARGV[7], state = 'pending', attempts = 0, last_status = cjson.null}
+  redis.call('HSET', key, #all + 1, cjson.encode(entry))
+  redis.call('HSET', ARGV[1] .. id, 'callbacks', #all + 1)
+end
 local held = redis.call('GET', KEYS[1])
 if held then
   local task = redis.call('HMGET', ARGV[1] .. held, 'state', 'result')
-  if task[1] and task[1] ~= 'failed' then return {held, task[1], task[2] or ''} end
+  if task[1] and task[1] ~= 'failed' then
+    if task[1] ~= 'ready' then add_callback(held) end
+    return {held, task[1], task[2] or ''}
+  end
 end
 local id = redis.call('INCR', KEYS[2])
 local job = 'task-' .. id .. '-' .. ARGV[2]
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', ARGV[1] .. id, 'dedupe', KEYS[1], 'job_id', job, unpack(fields))
+add_callback(id)
 redis.call('SET', KEYS[1], id)
 redis.call('ZADD', KEYS[3], ARGV[3], id)
 if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], id) end
@@ -118,7 +144,9 @@ return tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 # Finish a waiting task (ready or failed) and start its time to live: its keys expire, and its
 # files are put on `pt:expiring` for the sweep; it leaves every set that keeps waiting tasks
 # moving. Returns the task's kind, or false when refused.
-# KEYS: task, active, deadline, due, expiring, expiring files.
+# Its callbacks are made due at once, in the same script, so a crash cannot end a task without
+# them; they expire with the task.
+# KEYS: task, active, deadline, due, expiring, expiring files, callbacks, deliveries, wake.
 # ARGV: task number, fence, ttl, when the ttl ends, result file ('' = none), field/value pairs.
 _FINISH = _WRITABLE + _WAKE + """
 if not writable(KEYS[1], ARGV[2]) then return false end
@@ -132,18 +160,32 @@ for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
 redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({redis.call('HGET', KEYS[1], 'digest') or '', ARGV[5]}))
 wake(ARGV[1])
+-- callbacks: every one due now
+local callbacks = tonumber(redis.call('HGET', KEYS[1], 'callbacks') or '0')
+if callbacks > 0 then
+  local now = tonumber(ARGV[4]) - tonumber(ARGV[3])
+  for n = 1, callbacks do redis.call('ZADD', KEYS[8], now, ARGV[1] .. ':' .. n) end
+  redis.call('EXPIRE', KEYS[7], ARGV[3])
+  redis.call('LPUSH', KEYS[9], 1)
+  redis.call('LTRIM', KEYS[9], 0, 0)
+end
 return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 """
 
 # Delete a task (and its dedupe entry if it still points at it); return its hash. Its files
 # are put on `pt:expiring`, due at once: the caller lets go of them and then of that entry,
 # and if it cannot (Redis went away midway, the photo's lock is held), the sweep does.
-# KEYS: task, active, deadline, due, expiring, expiring files.
+# Its callbacks go with it, delivered or not.
+# KEYS: task, active, deadline, due, expiring, expiring files, callbacks, deliveries.
 # ARGV: task number, owner ('' = anyone may), now.
 _DELETE = _WAKE + """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
 local task = redis.call('HGETALL', KEYS[1])
+-- callbacks: none is delivered any more
+local callbacks = tonumber(redis.call('HGET', KEYS[1], 'callbacks') or '0')
+for n = 1, callbacks do redis.call('ZREM', KEYS[8], ARGV[1] .. ':' .. n) end
+redis.call('DEL', KEYS[7])
 local files = redis.call('HMGET', KEYS[1], 'dedupe', 'digest', 'result_file')
 if files[1] and redis.call('GET', files[1]) == ARGV[1] then redis.call('DEL', files[1]) end
 redis.call('DEL', KEYS[1])
@@ -246,22 +288,29 @@ class Store:
     def _lease_end(self) -> float:
         return time.time() + self.lease
 
-    def claim(self, dedupe: str, digest: str, deadline: float | None = None, **fields: Any) -> Claim:
+    def claim(self, dedupe: str, digest: str, deadline: float | None = None, callback_url: str = "",
+              **fields: Any) -> Claim:
         """Create a queued task for `dedupe`, unless a live task already holds it. The new
         task is a user of the photo `digest` and names its first job (`job_id`), which the
-        caller must then enqueue."""
+        caller must then enqueue. `callback_url` is added to the task, new or still waiting."""
         now = time.time()
         fields = {"state": "queued", "progress": 0, "created_at": now, "updated_at": now, "digest": digest,
                   **fields}
         if deadline is not None:
             fields["deadline"] = deadline
         args = [TASK_PREFIX, uuid.uuid4().hex[:12], self._lease_end(), "" if deadline is None else deadline,
-                *_pairs(fields)]
+                CALLBACKS_PREFIX, callback_url, f"msg_{uuid.uuid4().hex}", MAX_CALLBACKS, *_pairs(fields)]
         keys = [dedupe, SEQ_KEY, ACTIVE_KEY, DEADLINE_KEY, self.photo_key(digest), self._photo_lock_key(digest)]
         task_id, state, result, *new = self._claim(keys=keys, args=args)
         if not new:
             return Claim(int(task_id), state.decode(), json.loads(result) if result else None)
         return Claim(int(task_id), state.decode(), job_id=new[0].decode(), photo_busy=bool(new[1]))
+
+    def callbacks(self, task_id: int) -> list[dict]:
+        """The task's callbacks as GET shows them: url, state, attempts, last_status."""
+        raw = self.redis.hgetall(f"{CALLBACKS_PREFIX}{task_id}")
+        entries = [json.loads(raw[n]) for n in sorted(raw, key=int)]
+        return [{key: entry[key] for key in ("url", "state", "attempts", "last_status")} for entry in entries]
 
     def get(self, task_id: int) -> dict[str, str] | None:
         raw = self.redis.hgetall(self.task_key(task_id))
@@ -296,7 +345,8 @@ class Store:
         now = time.time()
         fields.update(updated_at=now, finished_at=now)
         args = [task_id, fence, self.task_ttl, now + self.task_ttl, result_file, *_pairs(fields)]
-        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY]
+        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY,
+                f"{CALLBACKS_PREFIX}{task_id}", DELIVERIES_KEY, DELIVERIES_WAKE_KEY]
         kind = self._finish(keys=keys, args=args)
         return kind.decode() if kind else None
 
@@ -318,7 +368,8 @@ class Store:
         """Delete a task if it exists (and belongs to `owner`, when given); return it. Its
         files stay on `pt:expiring` until the caller calls `end_expiry` (the sweep lets go
         of them otherwise)."""
-        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY]
+        keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY,
+                f"{CALLBACKS_PREFIX}{task_id}", DELIVERIES_KEY]
         flat = self._delete(keys=keys, args=[task_id, owner, time.time()])
         if flat is None:
             return None

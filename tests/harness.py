@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
@@ -79,6 +80,7 @@ class Service(Client):
         self.server = create_server(create_app(self.settings), self.settings, port=0)
         super().__init__(f"http://{self.settings.host}:{self.server.effective_port}/")
         self.workers: list[subprocess.Popen] = []
+        self.deliverers: list[subprocess.Popen] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -97,6 +99,13 @@ class Service(Client):
         for _ in range(count):
             self.workers.append(self._spawn("src.runners.worker"))
 
+    def start_deliverer(self) -> subprocess.Popen:
+        """Start a callback deliverer (src/runners/deliverer.py), as `make run` does when
+        WEBHOOK_SECRET is set; it is stopped with the workers."""
+        process = self._spawn("src.runners.deliverer")
+        self.deliverers.append(process)
+        return process
+
     def _spawn(self, module: str) -> subprocess.Popen:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         with open(os.path.join(self.settings.upload_dir, "..", "workers.log"), "ab") as log:
@@ -106,11 +115,11 @@ class Service(Client):
         return redis.Redis.from_url(self.settings.redis_url)
 
     def stop_workers(self) -> None:
-        for worker in self.workers:
+        for worker in self.workers + self.deliverers:
             if worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-        self.workers = []
+        self.workers, self.deliverers = [], []
 
     def stop(self) -> None:
         self.stop_workers()
@@ -285,3 +294,70 @@ def multipart_head(*parts: tuple[str, bytes]) -> bytes:
 
 LARGE_HEAD = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n"
               b"Content-Type: multipart/form-data; boundary=" + BOUNDARY.encode() + b"\r\n")
+class Receiver:
+    """A callback receiver the test runs: a real HTTP server on loopback that records every
+    request (path, headers, body, when) and answers each path by its plan: a list of
+    (status, headers, seconds to hold the answer) used in turn, the last one over and over.
+    Unplanned paths answer 204 at once."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.plans: dict[str, list[tuple[int, dict, float]]] = {}
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.changed:
+                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                              "at": time.time()})
+                    plan = receiver.plans.get(self.path) or [(204, {}, 0.0)]
+                    status, headers, hold = plan.pop(0) if len(plan) > 1 else plan[0]
+                    receiver.changed.notify_all()
+                time.sleep(hold)
+                self.send_response(status)
+                for name, value in {"Content-Length": "0", **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # many callbacks connect at once (5 would drop SYNs: a 1 s retry)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def plan(self, path: str, *answers) -> str:
+        """Answers for `path`: each a status, or (status, headers, hold); returns its URL."""
+        self.plans[path] = [(a, {}, 0.0) if isinstance(a, int) else a for a in answers]
+        return self.url + path
+
+    def calls(self, path: str | None = None) -> list[dict]:
+        with self.changed:
+            return [r for r in self.requests if path is None or r["path"] == path]
+
+    def wait_calls(self, path: str, count: int, timeout: float = 15) -> list[dict]:
+        """The first `count` requests to `path`, once they have come (AssertionError if not)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len([r for r in self.requests if r["path"] == path]) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{path}: {len(self.calls(path))} of {count} requests within {timeout:g} s"
+                self.changed.wait(left)
+            return [r for r in self.requests if r["path"] == path][:count]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def callback_event(request: dict) -> dict:
+    """The JSON body of a callback the receiver got."""
+    return json.loads(request["body"])

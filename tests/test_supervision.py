@@ -7,6 +7,7 @@ and the last one stops it with SIGTERM.
 
 from __future__ import annotations
 
+import base64
 import glob
 import io
 import os
@@ -21,17 +22,19 @@ from PIL import Image
 from rq import Worker
 
 import launched as make_run
-from harness import Client, make_photo, wait_for
+from harness import Client, Receiver, make_photo, wait_for
 from launched import alive
 
 NAME = "Ann Lee"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"supervision-test-secret-32-byte!").decode()
 
 
 class Launched(make_run.Launched):
     """The launcher with two workers and short delays, and a way to follow a scoring task."""
 
     def __init__(self, tmp_path):
-        super().__init__(str(tmp_path), WORKERS="2", SCORER_RETRY_DELAY="0.2", SCORER_TIMEOUT="20")
+        super().__init__(str(tmp_path), WORKERS="2", SCORER_RETRY_DELAY="0.2", SCORER_TIMEOUT="20",
+                         WEBHOOK_SECRET=WEBHOOK_SECRET, CALLBACK_ALLOW_PRIVATE="1")  # + the callback deliverer
 
     def score(self, seed: int, timeout: float = 30) -> dict:
         """A new scoring task, followed until it is no longer waiting."""
@@ -145,9 +148,25 @@ def test_a_killed_valkey_is_back_on_the_same_port_with_its_data(launched):
     assert launched.score(5, timeout=40)["status"] == "ready"
 
 
+def test_a_killed_deliverer_is_replaced_and_callbacks_still_come(launched):
+    deliverer = launched.child("src.runners.deliverer")
+    deliverer.kill()
+    wait_for(lambda: replaced(launched, "src.runners.deliverer", deliverer.pid), timeout=15)
+    receiver = Receiver()
+    try:
+        url = receiver.plan("/hook", 204)
+        answer = launched.post(make_photo(6), width=16, callback_url=url)
+        assert answer.status_code == 202, answer.text
+        call, = receiver.wait_calls("/hook", 1, timeout=15)
+        assert call["headers"]["webhook-id"].startswith("msg_")
+    finally:
+        receiver.stop()
+    assert f"callback deliverer (pid {deliverer.pid}) was killed by SIGKILL" in launched.log()
+
+
 def test_sigterm_stops_every_child_promptly(launched):
     started = [process.pid for process in psutil.Process(launched.process.pid).children(recursive=True)]
-    assert len(started) >= 5  # valkey, simulator, two workers (and a scheduler), web
+    assert len(started) >= 6  # valkey, simulator, two workers (and a scheduler), deliverer, web
 
     launched.process.send_signal(signal.SIGTERM)
     assert launched.process.wait(timeout=10) == 0

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import re
-from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request, Response
 
-from src.store import FAILED, READY
+from src.tasks.answer import task_body
 from src.web.context import Context
 from src.web.errors import ApiError, json_response
 
@@ -44,14 +41,9 @@ def location(task_id: int) -> dict[str, str]:
 
 def task_answer(ctx: Context, task_id: int, task: dict) -> Response:
     """GET's answer: wait (202 with Retry-After), ready or failed (200)."""
-    body = {"status": "wait", "task": task_id, "result": None, "progress": min(int(task["progress"]), 99),
-            "kind": task["kind"], "created_at": _iso(task["created_at"]), "updated_at": _iso(task["updated_at"])}
-    if task["state"] == READY:
-        body.update(status="ready", result=json.loads(task["result"]), progress=100)
-    elif task["state"] == FAILED:
-        body.update(status="failed", progress=100,
-                    error={"code": task["error_code"], "message": task["error_message"]})
-    else:
+    callbacks = ctx.store.callbacks(task_id) if task.get("callbacks") else None
+    body = task_body(task_id, task, callbacks)
+    if body["status"] == "wait":
         return json_response(body, 202, {"Retry-After": _retry_after(ctx, task["kind"])})
     return json_response(body, 200)
 
@@ -61,9 +53,3 @@ def _retry_after(ctx: Context, kind: str) -> str:
     if kind == "resize":
         return "1"
     return str(max(1, math.ceil(ctx.settings.scorer_retry_delay)))
-
-
-@functools.lru_cache(maxsize=4096)  # a task's times are asked for at every poll
-def _iso(timestamp: str) -> str:
-    moment = datetime.fromtimestamp(float(timestamp), tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -40,11 +40,13 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
         raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
     if fields.task_kind(form) == "resize":
         spec = fields.resize_spec(form, ctx.settings.resize_max_side)
+        callback_url = fields.callback_url(form, ctx.settings)
         photo, info = _photo(ctx, files)
-        return _resize(ctx, user, spec.resolved(info.format), photo.stream)
+        return _resize(ctx, user, spec.resolved(info.format), photo.stream, callback_url)
     name = fields.name(form)
+    callback_url = fields.callback_url(form, ctx.settings)
     photo, info = _photo(ctx, files)
-    return _score(ctx, user, name, photo, info)
+    return _score(ctx, user, name, photo, info, callback_url)
 
 
 def _parse(request: Request, max_upload_bytes: int):
@@ -75,22 +77,24 @@ def _photo(ctx: Context, files) -> tuple[FileStorage, images.ImageInfo]:
         raise ApiError(PHOTO_REFUSALS[rejected.code], rejected.code, str(rejected), "photo") from None
 
 
-def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.ImageInfo) -> Response:
-    return _start(ctx, user, "score", normalise_name(name), photo.stream,
+def _score(ctx: Context, user: str, name: str, photo: FileStorage, info: images.ImageInfo,
+           callback_url: str = "") -> Response:
+    return _start(ctx, user, "score", normalise_name(name), photo.stream, callback_url,
                   name=name, filename=_filename(photo, info), content_type=info.mime_type,
                   deadline=time.time() + ctx.settings.scorer_deadline)
 
 
-def _resize(ctx: Context, user: str, spec: ResizeSpec, spool) -> Response:
+def _resize(ctx: Context, user: str, spec: ResizeSpec, spool, callback_url: str = "") -> Response:
     spec_json = spec.to_json()
-    return _start(ctx, user, "resize", spec_json, spool, spec=spec_json)
+    return _start(ctx, user, "resize", spec_json, spool, callback_url, spec=spec_json)
 
 
-def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, **task_fields) -> Response:
+def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, callback_url: str,
+           **task_fields) -> Response:
     """Claim the task for (user, kind, settings, photo) and start its job, or answer with the
-    live task that already holds them."""
+    live task that already holds them (which a `callback_url` joins while it waits)."""
     store = ctx.store
-    claim = store.claim(dedupe_key(user, kind, settings_key, spool.digest),
+    claim = store.claim(dedupe_key(user, kind, settings_key, spool.digest), callback_url=callback_url,
                         kind=kind, owner=user, digest=spool.digest, **task_fields)
     if not claim.is_new:
         return _existing(claim)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from src.callbacks import urls
 from src.tasks.resize_spec import DEFAULT_QUALITY, FITS, FORMATS, ResizeSpec
 from src.web.errors import ApiError
 
@@ -74,3 +75,16 @@ def _choice(form, field: str, choices: tuple[str, ...], default: str, aliases: d
     if value not in choices:
         raise ApiError(400, "invalid_field", f"{field} must be one of: {', '.join(choices)}", field)
     return value
+
+
+def callback_url(form, settings) -> str:
+    """The task's `callback_url`, checked (src/callbacks/urls.py), or '' when not given."""
+    if "callback_url" not in form:
+        return ""
+    if not settings.webhook_secret:
+        raise ApiError(400, "invalid_field", "callback_url needs the server's WEBHOOK_SECRET, which is not set: "
+                       "callbacks are off on this server", "callback_url")
+    try:
+        return urls.check(form["callback_url"].strip(), bool(settings.callback_allow_private))
+    except urls.RefusedUrl as refused:
+        raise ApiError(400, "invalid_field", str(refused), "callback_url") from None

@@ -2,7 +2,8 @@
 
 Decides what to start, in order: a private valkey-server under $VAR_DIR/redis (when REDIS_URL
 is unset), the scorer simulator (when SCORER_URL is unset), $WORKERS RQ workers (with RQ's
-scheduler), the dispatcher (src/runners/dispatcher.py) and the web server.
+scheduler), the dispatcher (src/runners/dispatcher.py), the callback deliverer
+(src/runners/deliverer.py, when WEBHOOK_SECRET is set) and the web server.
 `src/local/supervisor.py` keeps them running: a child that dies is restarted with backoff,
 and Ctrl-C or SIGTERM stops them all. Children run in their own sessions, so a Ctrl-C
 reaches only this process, which then stops them; and they get SIGTERM should it be killed
@@ -102,6 +103,8 @@ class Launcher:
         for number in range(1, settings.workers + 1):
             self.supervisor.start(Child(f"worker {number}", _python("-m", "src.runners.worker")))
         self.supervisor.start(Child("dispatcher", _python("-m", "src.runners.dispatcher")))
+        if settings.webhook_secret:  # without it no callback_url is taken
+            self.supervisor.start(Child("callback deliverer", _python("-m", "src.runners.deliverer")))
         self.supervisor.start(Child("web server", _python("wsgi.py"),
                                     ready=_listening_on(settings.port, "the web server")))
         say(f"ready: http://127.0.0.1:{settings.port}/  ({settings.workers} workers; "

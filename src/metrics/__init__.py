@@ -1,6 +1,6 @@
 """What the service counts, for GET /metrics (Prometheus text format, via prometheus_client).
 
-- Task events (created, finished, scorer calls, resize times) are counted where they happen,
+- Task events (created, finished, scorer calls, resize times, callback attempts) are counted where they happen,
   web process or worker, into Redis (`shared.py`, `events.py`): the service's totals, the
   same from every web process, whatever restarts.
 - HTTP requests are counted in memory by the web process that answers them (`web.py`).
@@ -9,6 +9,6 @@
 The hooks below are one-line calls from the code where each event happens.
 """
 
-from src.metrics.events import resize_timed, scorer_call_timed, task_created, task_finished
+from src.metrics.events import callback_attempt, resize_timed, scorer_call_timed, task_created, task_finished
 
-__all__ = ["resize_timed", "scorer_call_timed", "task_created", "task_finished"]
+__all__ = ["callback_attempt", "resize_timed", "scorer_call_timed", "task_created", "task_finished"]

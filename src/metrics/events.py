@@ -28,7 +28,11 @@ SCORER_CALLS = SharedMetric(
 RESIZES = SharedMetric(
     "photo_tasks_resize_duration_seconds", "How long resize jobs took, from start to the stored result.",
     (), (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-SHARED = (TASKS_CREATED, TASKS_FINISHED, SCORER_CALLS, RESIZES)
+CALLBACK_ATTEMPTS = SharedMetric(
+    "photo_tasks_callback_attempt_duration_seconds",
+    "Callback attempts, by what came of them (delivered, pending: tried again, failed), and how long each took.",
+    ("outcome",), (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15))
+SHARED = (TASKS_CREATED, TASKS_FINISHED, SCORER_CALLS, RESIZES, CALLBACK_ATTEMPTS)
 
 
 def task_created(pipe: redis.client.Pipeline, kind: str) -> None:
@@ -39,6 +43,11 @@ def task_created(pipe: redis.client.Pipeline, kind: str) -> None:
 def task_finished(conn: redis.Redis, kind: str, outcome: str) -> None:
     """Count a task that has just ended (ready, or failed with the code `outcome`)."""
     _record(conn, lambda pipe: TASKS_FINISHED.add(pipe, (kind, outcome)))
+
+
+def callback_attempt(conn: redis.Redis, outcome: str, seconds: float) -> None:
+    """Count one callback attempt (src/runners/deliverer.py) and how long it took."""
+    _record(conn, lambda pipe: CALLBACK_ATTEMPTS.observe(pipe, (outcome,), seconds))
 
 
 def _timed(metric: SharedMetric, labels_of: Callable[[object], tuple[str, ...]] = lambda result: ()):

@@ -15,6 +15,7 @@ FORBIDDEN = {
     "src.store": ("src.tasks", "src.metrics", "src.jobs", "src.runners", "src.local", *WEB_SIDE),
     "src.settings": ("src.store", "src.tasks", "src.metrics", "src.jobs", "src.runners", "src.local", *WEB_SIDE),
     "src.tasks": ("src.jobs", "src.runners", "src.local", *WEB_SIDE),
+    "src.callbacks": ("src.jobs", "src.runners", "src.local", *WEB_SIDE),
     "src.metrics": ("src.jobs", "src.runners", "src.local", *WEB_SIDE),
     "src.jobs": ("src.runners", "src.local", *WEB_SIDE),
     "src.runners": ("src.local", *WEB_SIDE),
