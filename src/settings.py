@@ -91,6 +91,13 @@ class Settings:
     orphan_grace: float = setting("ORPHAN_GRACE", 3600.0, "seconds a stored photo or result that no task names "
                                   "is kept before the sweep removes it (looked for every tenth of this)",
                                   parse=float)
+    # -- where files live (src/storage/): unset, files under UPLOAD_DIR
+    storage_url: str = setting("STORAGE_URL", "", "`s3://BUCKET/PREFIX`: photos and results are objects in an "
+                               "S3-compatible store", parse=_text, shown="unset (files under `UPLOAD_DIR`)")
+    s3_endpoint_url: str = setting("S3_ENDPOINT_URL", "", "the store's endpoint, e.g. `http://127.0.0.1:8333`; "
+                                   "credentials and region from the usual `AWS_ACCESS_KEY_ID`, "
+                                   "`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`", parse=_text, shown="unset (AWS)")
+    # -- end of where files live
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()

@@ -1,4 +1,5 @@
-"""What every handler is given: the settings, the task store and the web app's metrics."""
+"""What every handler is given: the settings, the task store, the web app's metrics and the
+storage of photos and results."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from src.metrics.web import WebMetrics
 from src.settings import Settings
+from src.storage import Storage
 from src.store import Store
 
 
@@ -14,6 +16,7 @@ class Context:
     settings: Settings
     store: Store
     metrics: WebMetrics
+    storage: Storage
 
     @property
     def open_mode(self) -> bool:
