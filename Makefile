@@ -69,6 +69,11 @@ bench-cost: $(VENV)/.dev
 bench-sweep: $(VENV)/.dev
 	$(PY) bench/sweep_files.py
 
+# What the object store costs per resize task and in the work horse; see docs/performance.md.
+.PHONY: bench-storage
+bench-storage: $(VENV)/.dev
+	$(PY) bench/storage.py --rounds 9
+
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev
 	$(PY) bench/faults.py

@@ -26,6 +26,7 @@ from rq import Queue  # noqa: E402
 from src.jobs import score  # noqa: E402
 from src.runners.worker import TaskWorker, limit_malloc_arenas  # noqa: E402
 from src.settings import current_settings  # noqa: E402
+from src.storage import preload  # noqa: E402
 from src.store import connect  # noqa: E402
 from src.tasks import queues  # noqa: E402
 from src.tasks.queues import QUEUES  # noqa: E402
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=0)
     args = parser.parse_args()
     limit_malloc_arenas()
+    preload(current_settings())  # as the worker does: the S3 client, when STORAGE_URL is set
     if args.warm:
         warm_up(args.warm, os.environ["WARM_PHOTO"])
     conn = connect(current_settings().redis_url, fail_fast=False)

@@ -38,11 +38,15 @@ from src.tasks import results
 
 ONE_YEAR = 365 * 24 * 3600
 LIST_BATCH = 1000
+MIN_PART = 5 * 1024 * 1024  # S3's smallest part: a part this large or larger makes one PUT
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 30.0
-# Codes a store answers when it is busy or broken, not when the request is wrong.
-RETRYABLE_CODES = ("InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout")
+# Codes a store answers when it is busy or broken, not when the request is wrong; and those
+# of a store set up wrong (no bucket, credentials refused): nothing a user did, so answered
+# 503 too, and jobs wait until an operator puts it right.
+RETRYABLE_CODES = ("InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
+                   "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 MISSING_CODES = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 
 
@@ -97,7 +101,7 @@ class S3Store:
     def put_photo(self, digest: str, spool_path: str) -> None:
         size = os.path.getsize(spool_path)
         with open(spool_path, "rb") as photo, _calls():
-            self.client.put_object(self.bucket, self._photo_key(digest), photo, size)
+            self.client.put_object(self.bucket, self._photo_key(digest), photo, size, part_size=_one_part(size))
         os.unlink(spool_path)
 
     @contextmanager
@@ -132,7 +136,7 @@ class S3Store:
             output.seek(0)
             with _calls():
                 self.client.put_object(self.bucket, self._result_key(name), output, size,
-                                       content_type=results.mime_type(name))
+                                       content_type=results.mime_type(name), part_size=_one_part(size))
 
     def serve_result(self, name: str, environ: dict) -> Response | None:
         """One HEAD for the size and ETag; the body is fetched only if it is sent (not for a
@@ -185,12 +189,16 @@ class S3Store:
             yield batch
 
     def check(self) -> dict:
+        """A HEAD of a key under the prefix that is never written: "not found" means the
+        store answers and lets us read there (with only the rights docs/storage.md lists);
+        a missing bucket or refused credentials are reported as the store unavailable."""
         started = time.perf_counter()
-        with _calls():
-            found = self.client.bucket_exists(self.bucket)
+        try:
+            with _calls():
+                self.client.stat_object(self.bucket, self.prefix + "readyz-probe")
+        except FileNotFoundError:
+            pass
         ms = round((time.perf_counter() - started) * 1000, 2)
-        if not found:
-            raise StoreUnavailable(f"bucket {self.bucket} does not exist")
         return {"kind": self.kind, "status": "ok", "bucket": self.bucket, "ping_ms": ms}
 
     @contextmanager
@@ -198,6 +206,13 @@ class S3Store:
         os.makedirs(self.temp_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=self.temp_dir) as file:
             yield file
+
+
+def _one_part(size: int) -> int:
+    """A part size that makes the upload one PUT, never a multipart upload (which a killed
+    process would leave unfinished, and which needs more rights): photos are at most
+    MAX_UPLOAD_BYTES. The SDK reads the part into memory to sign it."""
+    return max(size, MIN_PART)
 
 
 class _ObjectReader(io.RawIOBase):
