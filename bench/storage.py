@@ -12,6 +12,11 @@ the same kind of resize to both, in alternating order, and times POST to `ready`
 and 12 MP (JPEG q90 with grain), each round a new output width so nothing is deduplicated;
 medians over the rounds after one untimed warm-up round, and their difference.
 
+The same, without the resize: what the storage itself adds per task, in this process, each
+backend's calls timed in turn (interleaved, medians of --ops-rounds): the web's put_photo (of
+a copy of the upload, as a spool), the job's open_photo read through, its write_result of a
+200 KB result, and the removal of both.
+
 Memory: for each backend, 6 resizes (12 MP to 1024 wide) are queued, then run by
 bench/memory_worker.py (our TaskWorker in burst mode, set up as `python -m
 src.runners.worker` is, the S3 client preloaded when STORAGE_URL is set), which reports its
@@ -38,6 +43,8 @@ from PIL import Image  # noqa: E402
 
 from harness import Backend, Service, WeedServer  # noqa: E402
 from src.local.embedded_redis import EmbeddedRedis  # noqa: E402
+from src.settings import Settings  # noqa: E402
+from src.storage import open_storage  # noqa: E402
 
 SIZES = {"2 MP": (1632, 1224), "12 MP": (4000, 3000)}
 MIB = 1024 * 1024
@@ -87,6 +94,32 @@ def timings(services: dict[str, Service], rounds: int) -> dict[tuple[str, str], 
     return times
 
 
+def storage_ops(envs: dict[str, dict[str, str]], rounds: int, tmp: str) -> dict[tuple[str, str], list[float]]:
+    storages = {kind: open_storage(Settings.from_env(env)) for kind, env in envs.items()}
+    result = os.urandom(200_000)
+    times: dict[tuple[str, str], list[float]] = {}
+    for label, size in SIZES.items():
+        data = photo(size, 7)
+        digest = f"{len(data):064x}"
+        for round_ in range(rounds + 1):
+            for kind, storage in storages.items():
+                spool = os.path.join(tmp, f"spool-{kind}")
+                with open(spool, "wb") as file:
+                    file.write(data)
+                started = time.perf_counter()
+                storage.put_photo(digest, spool)
+                with storage.open_photo(digest) as stored:
+                    while stored.read(1 << 20):
+                        pass
+                with storage.write_result(f"bench{round_}.jpg") as output:
+                    output.write(result)
+                storage.remove_result(f"bench{round_}.jpg")
+                storage.remove_photo(digest)
+                if round_:
+                    times.setdefault((kind, label), []).append(time.perf_counter() - started)
+    return times
+
+
 def horse_memory(env: dict[str, str], count: int = 6) -> dict:
     """Queue `count` resizes with no worker, then run them in bench/memory_worker.py."""
     service = Service(env)
@@ -101,9 +134,18 @@ def horse_memory(env: dict[str, str], count: int = 6) -> dict:
         service.stop()
 
 
+def report(times: dict[tuple[str, str], list[float]]) -> None:
+    for label in SIZES:
+        local = statistics.median(times[("local", label)]) * 1000
+        s3 = statistics.median(times[("s3", label)]) * 1000
+        print(f"  {label:6}  local {local:7.1f}   s3 {s3:7.1f}   s3 - local {s3 - local:+6.1f}"
+              f"   ratio {s3 / local:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--ops-rounds", type=int, default=21)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,18 +166,16 @@ def main() -> None:
                 for service in services.values():
                     service.stop()
             print(f"per resize task, POST to ready, median of {args.rounds} interleaved rounds (ms):")
-            for label in SIZES:
-                local = statistics.median(times[("local", label)]) * 1000
-                s3 = statistics.median(times[("s3", label)]) * 1000
-                print(f"  {label:6}  local {local:7.1f}   s3 {s3:7.1f}   s3 - local {s3 - local:+6.1f}"
-                      f"   ratio {s3 / local:.2f}")
+            report(times)
+            print(f"the storage's own calls per task, median of {args.ops_rounds} interleaved rounds (ms):")
+            report(storage_ops(envs, args.ops_rounds, tmp))
             if not args.skip_memory:
                 print("work horse peak RSS, 6 resizes of 12 MP to 1024 wide (MiB):")
                 for db, kind in enumerate(backends, start=3):
                     env = {**envs[kind], "REDIS_URL": f"{redis.url}/{db}"}
-                    report = horse_memory(env)
-                    print(f"  {kind:6}  work horses {report['children_peak_rss'] / MIB:6.1f}"
-                          f"   worker {report['own_peak_rss'] / MIB:6.1f}")
+                    peaks = horse_memory(env)
+                    print(f"  {kind:6}  work horses {peaks['children_peak_rss'] / MIB:6.1f}"
+                          f"   worker {peaks['own_peak_rss'] / MIB:6.1f}")
         finally:
             weed.stop()
             redis.stop()
