@@ -10,7 +10,8 @@ SeaweedFS `weed` on loopback (STORAGE_URL, tests/harness.py's WeedServer). Each 
 the same kind of resize to both, in alternating order, and times POST to `ready` (GETs every
 2 ms): the web storing the photo, the job reading it and storing its result. Photos of 2 MP
 and 12 MP (JPEG q90 with grain), each round a new output width so nothing is deduplicated;
-medians over the rounds after one untimed warm-up round, and their difference.
+a new photo each round (its own grain), so the photo is always uploaded; medians over the
+rounds after one untimed warm-up round, and their difference.
 
 The same, without the resize: what the storage itself adds per task, in this process, each
 backend's calls timed in turn (interleaved, medians of --ops-rounds): the web's put_photo (of
@@ -83,10 +84,10 @@ def env_for(redis_url: str, db: int, upload_dir: str, backend: Backend) -> dict[
 
 def timings(services: dict[str, Service], rounds: int) -> dict[tuple[str, str], list[float]]:
     times: dict[tuple[str, str], list[float]] = {}
-    photos = {label: photo(size, seed) for seed, (label, size) in enumerate(SIZES.items())}
     for round_ in range(rounds + 1):
         order = list(services.items()) if round_ % 2 == 0 else list(services.items())[::-1]
-        for label, data in photos.items():
+        for number, (label, size) in enumerate(SIZES.items()):
+            data = photo(size, 100 * round_ + number)
             for kind, service in order:
                 seconds = end_to_end(service, data, 1000 + round_)
                 if round_:  # the first round warms both up

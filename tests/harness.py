@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from PIL import Image
@@ -192,6 +193,9 @@ class WeedServer:
         with open(self.config, "w") as config:
             json.dump({"identities": [identity]}, config)
         self.process: subprocess.Popen | None = None
+        # `spawn` ties the child to the thread that starts it (PR_SET_PDEATHSIG): one thread of
+        # its own, alive as long as this process, starts it, whichever thread restarts it.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weed-spawner")
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -207,7 +211,7 @@ class WeedServer:
                    "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
                    f"-filer.localSocket={self.data_dir}/filer.sock", f"-s3.localSocket={self.data_dir}/s3.sock"]
         with open(os.path.join(self.data_dir, "weed.log"), "ab") as log:
-            self.process = spawn(command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = self._spawner.submit(spawn, command, stdout=log, stderr=subprocess.STDOUT).result()
         deadline = time.monotonic() + timeout
         while not self._bucket_made():
             assert self.process.poll() is None, "weed exited: see " + os.path.join(self.data_dir, "weed.log")

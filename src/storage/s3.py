@@ -99,10 +99,20 @@ class S3Store:
     # -- photos
 
     def put_photo(self, digest: str, spool_path: str) -> None:
+        """Uploaded unless the store holds these bytes already (another task's photo, which
+        this task now shares: lifecycle.keep_photo makes sure no release removes it meanwhile)."""
         size = os.path.getsize(spool_path)
-        with open(spool_path, "rb") as photo, _calls():
-            self.client.put_object(self.bucket, self._photo_key(digest), photo, size, part_size=_one_part(size))
+        if self._size_of(self._photo_key(digest)) != size:
+            with open(spool_path, "rb") as photo, _calls():
+                self.client.put_object(self.bucket, self._photo_key(digest), photo, size, part_size=_one_part(size))
         os.unlink(spool_path)
+
+    def _size_of(self, key: str) -> int | None:
+        try:
+            with _calls():
+                return self.client.stat_object(self.bucket, key).size
+        except FileNotFoundError:
+            return None
 
     @contextmanager
     def open_photo(self, digest: str) -> Iterator[BinaryIO]:
