@@ -209,6 +209,9 @@ class WeedServer:
         command = [weed, "server", f"-dir={self.data_dir}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
                    "-filer", "-s3", f"-s3.config={self.config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
                    "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
+                   # back in about 4 s after a kill -9, not 18: no 10 s election, no Raft state to
+                   # resume (the master learns the volumes from the volume server's heartbeat)
+                   "-master.electionTimeout=1s", "-master.resumeState=false",
                    f"-filer.localSocket={self.data_dir}/filer.sock", f"-s3.localSocket={self.data_dir}/s3.sock"]
         with open(os.path.join(self.data_dir, "weed.log"), "ab") as log:
             self.process = self._spawner.submit(spawn, command, stdout=log, stderr=subprocess.STDOUT).result()
