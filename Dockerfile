@@ -72,10 +72,11 @@ CMD ["rq-dashboard", "--bind", "0.0.0.0", "--port", "9181"]
 # serving S3 on :8333 (docs/storage.md). Not part of the service image.
 FROM ${PYTHON_IMAGE} AS storage
 
-COPY deploy/requirements-storage.txt deploy/storage-entrypoint.sh /opt/storage/
+COPY deploy/requirements-storage.txt /opt/storage/
 RUN pip install --no-cache-dir -r /opt/storage/requirements-storage.txt \
     && useradd --uid 10002 --user-group --no-create-home --no-log-init --shell /usr/sbin/nologin weed \
     && mkdir -p /data && chown weed:weed /data
+COPY deploy/storage-entrypoint.sh /opt/storage/
 USER weed
 EXPOSE 8333
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=10 \

@@ -10,6 +10,7 @@ cat > /data/s3.json <<JSON
 {"identities": [{"name": "service", "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
                  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
-exec weed server -dir=/data/weed -ip="${STORAGE_HOST:-storage}" -ip.bind=0.0.0.0 -filer -s3 -s3.port=8333 \
+# STORAGE_HOST: the name the other services reach it by; STORAGE_BIND: where it listens.
+exec weed server -dir=/data/weed -ip="${STORAGE_HOST:-storage}" -ip.bind="${STORAGE_BIND:-0.0.0.0}" -filer -s3 -s3.port=8333 \
     -s3.config=/data/s3.json -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=0 -master.volumeSizeLimitMB=256 \
     -master.electionTimeout=1s -master.resumeState=false
