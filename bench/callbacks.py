@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -27,12 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+from bench.waiting_tasks import Stack, photo, wait_finished
+from harness import Receiver
 
-from bench.waiting_tasks import Stack, photo, wait_finished  # noqa: E402
-from harness import Receiver  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SECRET = "whsec_" + base64.b64encode(b"bench-callbacks-secret-32-bytes!").decode()
 

@@ -24,7 +24,10 @@ seconds from the fault):
   with internal_error;
 - a task past SCORER_DEADLINE with every worker and the dispatcher stopped (SIGSTOP), in a
   second launcher with SCORER_DEADLINE=8: how long after its deadline GET answers
-  failed / scorer_timeout.
+  failed / scorer_timeout;
+- the object store killed (kill -9 of a SeaweedFS `weed` the bench starts, restarted on its
+  data 10 s later) with 5 resize and 10 scoring tasks waiting, in a third launcher with
+  STORAGE_URL set: until POST answers 503, until it answers 202 again, and until all 15 end.
 
     make bench-faults                          # default settings
     .venv/bin/python bench/faults.py --sweep-interval 1 --repeat 3 --only worker,web
@@ -46,7 +49,7 @@ import chaos
 import requests
 from rq import Worker
 
-from harness import files_under, noisy_photo
+from harness import Backend, WeedServer, files_under, make_photo, noisy_photo
 from launched import Launched
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,8 +241,36 @@ def deadline_with_nothing_running(launched: Launched) -> tuple[dict, str]:
     return {"answered failed after its deadline": after}, outcome(ended["bodies"], 1)
 
 
+def store_killed(launched: Launched) -> tuple[dict, str]:
+    """In a launcher with STORAGE_URL: kill -9 of the store for STORE_DOWN s."""
+    weed = STORE["weed"]
+    launched.scorer("_control", wait_rounds=3)
+    tasks = [post_resize(launched) for _ in range(5)] + [post_score(launched) for _ in range(10)]
+    probe = make_photo(next(seeds))
+    timer = Timer()
+    weed.kill()
+    follow(launched, [], timeout=30, timer=timer,
+           also={"POST answers 503": lambda: _post_status(launched, probe) == 503})
+    time.sleep(max(0.0, STORE_DOWN - (time.monotonic() - timer.start)))
+    weed.start()
+    timer.mark("store back")
+    ended = follow(launched, tasks, timeout=180, timer=timer,
+                   also={"POST answers 202 again": lambda: _post_status(launched, probe) in (200, 202)})
+    launched.scorer("_control", wait_rounds=0)
+    return timer.times, outcome(ended["bodies"], len(tasks))
+
+
+def _post_status(launched: Launched, photo: bytes) -> int:
+    try:
+        return launched.post(photo, width=50).status_code
+    except requests.RequestException:
+        return 0
+
+
 DEADLINE = 8
 HANG = 10
+STORE_DOWN = 10
+STORE: dict = {}  # the bench's `weed`, for store_killed
 PHASES = random.Random(7)
 SCENARIOS = {  # name: (function, what it is, runs at most)
     "scoring": (scoring_run_killed, "kill -9 of the worker running a scoring job, mid-call", None),
@@ -252,6 +283,8 @@ SCENARIOS = {  # name: (function, what it is, runs at most)
     "losses": (lost_three_times, "a scoring job lost 3 times (worker killed mid-call each time)", 1),
     "deadline": (deadline_with_nothing_running, f"SCORER_DEADLINE={DEADLINE}, all workers and the "
                  "dispatcher stopped (SIGSTOP)", 1),
+    "store": (store_killed, f"kill -9 of the object store for {STORE_DOWN} s, 5 resize and 10 scoring "
+              "tasks waiting (STORAGE_URL set)", None),
 }
 BASELINES = {"valkey", "forget"}  # also run without the fault, in the same run
 
@@ -314,11 +347,15 @@ def main() -> None:
     print("make run with default settings" + "".join(f", {k}={v}" for k, v in env.items()))
     summary = []
     with tempfile.TemporaryDirectory(prefix="faults-") as tmp:
-        runs = [("main", env, [n for n in names if n != "deadline"]),
-                ("deadline", {**env, "SCORER_DEADLINE": str(DEADLINE)}, [n for n in names if n == "deadline"])]
+        runs = [("main", env, [n for n in names if n not in ("deadline", "store")]),
+                ("deadline", {**env, "SCORER_DEADLINE": str(DEADLINE)}, [n for n in names if n == "deadline"]),
+                ("store", env, [n for n in names if n == "store"])]
         for folder, settings, scenarios in runs:
             if not scenarios:
                 continue
+            if folder == "store":
+                weed = STORE["weed"] = WeedServer(os.path.join(tmp, "weed")).start()
+                settings = {**settings, **weed.credentials, **Backend("s3", weed, "faults").env}
             launched, failed = start(tmp, folder, **settings), True
             try:
                 for name in scenarios:
@@ -326,6 +363,8 @@ def main() -> None:
                 failed = False
             finally:
                 stop(launched, failed)
+                if folder == "store":
+                    STORE["weed"].stop()
     print("\nsummary (seconds after the fault):\n" + "\n".join(summary))
 
 

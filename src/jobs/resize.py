@@ -1,17 +1,32 @@
-"""The resize job: the stored photo through the resize pipeline into a result file, with
-progress recorded at each stage."""
+"""The resize job: the stored photo through the resize pipeline into a stored result, with
+progress recorded at each stage.
+
+The object store away (StoreUnavailable) is nobody's fault: the run waits for it, with
+backoff, and starts over once it answers; after STORE_WAIT it hands the task to a new job
+(not counted as a loss), well before RQ's timeout would kill it.
+"""
 
 from __future__ import annotations
+
+import logging
+import time
 
 from src import metrics
 from src.jobs import running
 from src.jobs.resizer import CorruptImage, resize
 from src.settings import current_settings
-from src.tasks import lifecycle, photos, results
+from src.storage import Storage, StoreUnavailable
+from src.store import Store
+from src.tasks import lifecycle, queues, results
+from src.tasks.losses import MAX_LOSSES
 from src.tasks.resize_spec import ResizeSpec
+
+log = logging.getLogger(__name__)
 
 # Progress once each stage is done; ready (100) comes when the result is recorded.
 PROGRESS = {"started": 5, "decoded": 40, "resized": 70, "encoded": 95}
+STORE_WAIT = 4 * queues.RESIZE_JOB_TIMEOUT / 5  # seconds one run waits for the object store
+MAX_STORE_DELAY = 5.0
 
 
 class TaskGone(Exception):
@@ -20,29 +35,41 @@ class TaskGone(Exception):
 
 @metrics.resize_timed
 def resize_task(task_id: int) -> str:
-    settings = current_settings()
-    store = running.current_store()
-    task = store.waiting(task_id)
-    if task is None or task.get("job_id") != running.fence():
-        return "task gone"  # deleted, finished, or this run was replaced by another
+    store, storage = running.current_store(), running.storage()
+    started, delay = time.monotonic(), 0.2
+    while True:
+        task = store.waiting(task_id)
+        if task is None or task.get("job_id") != running.fence():
+            return "task gone"  # deleted, finished, or this run was replaced by another
+        try:
+            return _run(store, storage, task_id, task)
+        except StoreUnavailable as exc:
+            if time.monotonic() - started > STORE_WAIT:
+                return _hand_over(store, task_id, task)
+            log.warning("task %s: %s; trying again in %g s", task_id, exc, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, MAX_STORE_DELAY)
+
+
+def _run(store: Store, storage: Storage, task_id: int, task: dict) -> str:
     spec = ResizeSpec.from_json(task["spec"])
-    name, path = results.new_result(settings.upload_dir, spec.format)
-    # Recorded before the file exists, so whatever ends the task (a delete, a failure, its
-    # expiry) removes the file too, even if this worker dies while writing it.
+    name = results.new_name(spec.format)
+    # Recorded before the result exists, so whatever ends the task (a delete, a failure, its
+    # expiry) removes the result too, even if this worker dies while writing it.
     store.name_result_file(name)
-    if not running.record_stage(store, task_id, PROGRESS["started"], state="running",
-                                   result_file=name):
-        return "task gone"
-    if task.get("result_file"):  # a run before this one was lost midway: drop its file
-        lifecycle.remove_result_file(store, settings.upload_dir, task["result_file"])
-
-    def report(stage: str) -> None:
-        if not running.record_stage(store, task_id, PROGRESS[stage]):
-            raise TaskGone
-
     kept = False
     try:
-        image = resize(photos.photo_path(settings.upload_dir, task["digest"]), spec, path, report)
+        if not running.record_stage(store, task_id, PROGRESS["started"], state="running", result_file=name):
+            return "task gone"
+        if task.get("result_file"):  # a run before this one was lost midway: drop its result
+            lifecycle.remove_result_file(store, storage, task["result_file"])
+
+        def report(stage: str) -> None:
+            if not running.record_stage(store, task_id, PROGRESS[stage]):
+                raise TaskGone
+
+        with storage.open_photo(task["digest"]) as photo, storage.write_result(name) as output:
+            image = resize(photo, spec, output, report)
         result = {"url": results.url(name), "width": image.width, "height": image.height,
                   "format": spec.format, "bytes": image.bytes}
         kept = lifecycle.finish_task(store, task_id, result, name, fence=running.fence())
@@ -54,5 +81,14 @@ def resize_task(task_id: int) -> str:
                             f"the photo could not be decoded: {exc}", name)
         return "corrupt image"
     finally:
-        if not kept:  # deleted meanwhile, or the job failed: the file is nobody's
-            lifecycle.remove_result_file(store, settings.upload_dir, name)
+        if not kept:  # deleted meanwhile, the job failed or the store went away: the result is nobody's
+            lifecycle.remove_result_file(store, storage, name)
+
+
+def _hand_over(store: Store, task_id: int, task: dict) -> str:
+    """The store is still away: a new job takes the task, and this worker is free."""
+    new_job = queues.new_job_id(task_id)
+    if store.replace_job(task_id, running.fence(), new_job, MAX_LOSSES, counted=False) != "replaced":
+        return "task gone"
+    queues.enqueue_task(store.redis, queues.RESIZE_QUEUE, task_id, new_job, current_settings())
+    return f"the object store is unavailable; handed over to {new_job}"

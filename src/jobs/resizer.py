@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import ExifTags, Image, ImageCms, ImageOps
 
@@ -64,13 +65,14 @@ class Resized:
     bytes: int
 
 
-def resize(source_path: str, spec: ResizeSpec, output_path: str,
+def resize(source: str | BinaryIO, spec: ResizeSpec, output: str | BinaryIO,
            report: Callable[[str], None] = lambda stage: None) -> Resized:
-    """Resize the image at `source_path` as `spec` says and write it to `output_path`.
+    """Resize the image in `source` (a path, or a seekable file) as `spec` says and write it
+    to `output` (a path, or a file open for writing).
 
     `report` is told each stage as it is done: "decoded", "resized", "encoded".
     """
-    with Image.open(source_path) as image:
+    with Image.open(source) as image:
         with _decoding():
             turned = image.getexif().get(ExifTags.Base.Orientation, 1) in SWAPPING_ORIENTATIONS
             upright = (image.height, image.width) if turned else image.size
@@ -89,9 +91,10 @@ def resize(source_path: str, spec: ResizeSpec, output_path: str,
     if icc_profile:
         options["icc_profile"] = icc_profile
     pixels.info.clear()  # no EXIF, XMP, comments or other metadata
-    pixels.save(output_path, PILLOW_FORMATS[spec.format], **options)
+    pixels.save(output, PILLOW_FORMATS[spec.format], **options)
     report("encoded")
-    return Resized(pixels.width, pixels.height, os.path.getsize(output_path))
+    size = os.path.getsize(output) if isinstance(output, str) else output.tell()
+    return Resized(pixels.width, pixels.height, size)
 
 
 def shrink_on_load(image: Image.Image, layout: Plan, turned: bool) -> None:

@@ -1,10 +1,12 @@
-"""What a task's job uses while it runs: the task store, its fence, and recording progress."""
+"""What a task's job uses while it runs: the task store, the storage of photos and results,
+its fence, and recording progress."""
 
 from __future__ import annotations
 
 from rq import get_current_job
 
 from src.settings import current_settings
+from src.storage import Storage, current_storage
 from src.store import Store
 
 
@@ -12,6 +14,11 @@ def current_store() -> Store:
     """The task store, on the Redis connection RQ gave the running job."""
     settings = current_settings()
     return Store(get_current_job().connection, settings.task_ttl, settings.lease)
+
+
+def storage() -> Storage:
+    """Where photos and results live, for this process."""
+    return current_storage(current_settings())
 
 
 def fence() -> str:

@@ -26,8 +26,9 @@ from src.jobs import running
 from src.jobs.failure import fail_as_bug
 from src.jobs.scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
 from src.settings import Settings, current_settings
+from src.storage import StoreUnavailable
 from src.store import Store
-from src.tasks import lifecycle, photos, queues
+from src.tasks import lifecycle, queues
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ MAX_BACKOFF = 30.0
 MAX_RESTARTS = 3  # a scorer that forgot our retry_id: start over with the photo, this often
 PROGRESS_SENT = 10
 PROGRESS_WAITING_MAX = 95
+STORE_RETRY_DELAY = 2.0  # seconds before a run that found the object store away is tried again
 
 
 class Run(NamedTuple):
@@ -94,7 +96,10 @@ def _score(run: Run, task_id: int) -> str:
     if task["state"] == "queued" and not _record(run, task_id, PROGRESS_SENT, state="running"):
         return "task gone"
     polling = bool(task.get("retry_id"))
-    answer = _call(task, settings)
+    try:
+        answer = _call(task)
+    except StoreUnavailable as exc:  # not the scorer's fault, nor the task's: wait for the store
+        return _run_again(run, task_id, task, STORE_RETRY_DELAY, last_fault=str(exc))
     if answer.kind == READY:
         lifecycle.finish_task(store, task_id, answer.result, fence=run.fence)
         return "ready"
@@ -111,11 +116,11 @@ def _score(run: Run, task_id: int) -> str:
     return _run_again(run, task_id, task, backoff, faults=faults, last_fault=answer.detail)
 
 
-def _call(task: dict, settings: Settings) -> Answer:
+def _call(task: dict) -> Answer:
     if task.get("retry_id"):
         return scorer().poll(json.loads(task["retry_id"]))
-    path = photos.photo_path(settings.upload_dir, task["digest"])
-    return scorer().start(task["name"], path, task["filename"], task["content_type"])
+    with running.storage().open_photo(task["digest"]) as photo:
+        return scorer().start(task["name"], photo, task["filename"], task["content_type"])
 
 
 def _rejected(run: Run, task_id: int, task: dict, answer: Answer, polling: bool) -> str:

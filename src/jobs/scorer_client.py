@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 
@@ -36,10 +36,13 @@ class ScorerClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
-    def start(self, name: str, photo_path: str, filename: str, content_type: str) -> Answer:
-        """First call: the name and the photo, with its file name and type."""
-        with open(photo_path, "rb") as photo:
+    def start(self, name: str, photo: str | BinaryIO, filename: str, content_type: str) -> Answer:
+        """First call: the name and the photo (a path, or an open file), with its file name
+        and type."""
+        if not isinstance(photo, str):
             return self._post({"name": (None, name), "photo": (filename, photo, content_type)})
+        with open(photo, "rb") as file:
+            return self._post({"name": (None, name), "photo": (filename, file, content_type)})
 
     def poll(self, retry_id: Any) -> Answer:
         """Later calls: only the retry id, sent back as it was received."""

@@ -1,18 +1,19 @@
 """The sweeps, enqueued every SWEEP_INTERVAL by the dispatcher: `sweep_tasks` fails overdue
 scoring tasks and re-runs lost jobs (src/tasks/losses.py); `sweep_files` removes expired
-tasks' files and, now and then, files no task names. docs/architecture.md ("Nothing stuck, nothing lost").
+tasks' files and, now and then, files no task names (files under UPLOAD_DIR or objects in
+the store, as src/storage/ lists them). docs/architecture.md ("Nothing stuck, nothing lost").
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from src.jobs import running
 from src.settings import current_settings
+from src.storage import Storage
 from src.store import WAITING, Store, take_turn
-from src.tasks import lifecycle, liveness, losses, photos, results
+from src.tasks import lifecycle, liveness, losses
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,14 @@ def _check(store: Store, task_id: int, settings) -> str:
 
 def sweep_files() -> str:
     settings = current_settings()
-    store = running.current_store()
+    store, storage = running.current_store(), running.storage()
     ended = store.ended_tasks(time.time(), BATCH)
     for task_id, (digest, result_file) in ended.items():
-        lifecycle.expire_task(store, settings.upload_dir, task_id, digest, result_file)
+        lifecycle.expire_task(store, storage, task_id, digest, result_file)
     if not take_turn(store.redis, "orphan_scan", orphan_scan_interval(settings)):
         return f"{len(ended)} expired"
     cutoff = time.time() - settings.orphan_grace
-    removed = _sweep_photos(store, settings.upload_dir, cutoff) + _sweep_results(store, settings.upload_dir, cutoff)
+    removed = _sweep_photos(store, storage, cutoff) + _sweep_results(store, storage, cutoff)
     return f"{len(ended)} expired, {removed} orphan files removed"
 
 
@@ -70,38 +71,26 @@ def orphan_scan_interval(settings) -> float:
     return max(settings.sweep_interval, settings.orphan_grace / 10)
 
 
-def _old_files(folder: str, cutoff: float) -> list[os.DirEntry]:
-    if not os.path.isdir(folder):
-        return []
-    return [e for e in os.scandir(folder) if e.is_file() and e.stat().st_mtime < cutoff]
-
-
-def _sweep_photos(store: Store, upload_dir: str, cutoff: float) -> int:
+def _sweep_photos(store: Store, storage: Storage, cutoff: float) -> int:
     """Remove the old photos no task uses. Most old photos are in use (a task keeps its photo
-    for TASK_TTL), so their users are counted a folder at a time, in one round trip; only a
-    photo found unused is locked and counted again before its file goes."""
+    for TASK_TTL), so their users are counted a batch at a time, in one round trip; only a
+    photo found unused is locked and counted again before it goes."""
     removed = 0
-    for shard in _subfolders(os.path.join(upload_dir, "photos")):
-        entries = _old_files(shard, cutoff)
-        for entry, users in zip(entries, store.photo_user_counts([entry.name for entry in entries])):
+    for digests in storage.old_photos(cutoff):
+        for digest, users in zip(digests, store.photo_user_counts(digests)):
             if users == 0:
-                with store.photo_lock(entry.name):
-                    if store.photo_users(entry.name) == 0:
-                        photos.remove(entry.path)
+                with store.photo_lock(digest):
+                    if store.photo_users(digest) == 0:
+                        storage.remove_photo(digest)
                         removed += 1
     return removed
 
 
-def _sweep_results(store: Store, upload_dir: str, cutoff: float) -> int:
-    entries = _old_files(results.results_dir(upload_dir), cutoff)
-    named = store.named_result_files([e.name for e in entries])
-    for entry, is_named in zip(entries, named):
-        if not is_named:
-            photos.remove(entry.path)
-    return named.count(False)
-
-
-def _subfolders(folder: str) -> list[str]:
-    if not os.path.isdir(folder):
-        return []
-    return [e.path for e in os.scandir(folder) if e.is_dir()]
+def _sweep_results(store: Store, storage: Storage, cutoff: float) -> int:
+    removed = 0
+    for names in storage.old_results(cutoff):
+        for name, is_named in zip(names, store.named_result_files(names)):
+            if not is_named:
+                storage.remove_result(name)
+                removed += 1
+    return removed

@@ -24,6 +24,7 @@ import time
 from src.local.embedded_redis import EmbeddedRedis, free_port
 from src.local.supervisor import Child, Supervisor, say
 from src.settings import Settings, SettingsError
+from src.storage import open_storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -78,6 +79,7 @@ class RedisUrlFile:
 class Launcher:
     def __init__(self, settings: Settings):
         self.settings = settings
+        open_storage(settings)  # a bad STORAGE_URL is a bad setting, said once, not a web that keeps dying
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # completed by start() as it goes
         self.supervisor = Supervisor(cwd=ROOT, env=self.env)
         self.url_file: RedisUrlFile | None = None
@@ -100,6 +102,9 @@ class Launcher:
             say(f"remote merlinface API, at {self.env['SCORER_URL']}  (set SCORER_URL to use the real one)")
             self.supervisor.start(Child("scorer simulator", _python("-m", "src.local.simulator", "--port", str(port)),
                                         ready=_listening_on(port, "the scorer simulator")))
+        if settings.storage_url:
+            say(f"STORAGE_URL is set: photos and results in {settings.storage_url} at "
+                f"{settings.s3_endpoint_url or 'AWS S3'} (uploads spool in {settings.upload_dir})")
         for number in range(1, settings.workers + 1):
             self.supervisor.start(Child(f"worker {number}", _python("-m", "src.runners.worker")))
         self.supervisor.start(Child("dispatcher", _python("-m", "src.runners.dispatcher")))

@@ -19,6 +19,7 @@ from rq.worker import WorkerStatus
 
 from src.jobs import resize, score  # noqa: F401  loaded once here, not in every job
 from src.settings import current_settings
+from src.storage import preload
 from src.store import Store, connect
 from src.tasks import liveness, losses, queues
 
@@ -121,6 +122,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_malloc_arenas()
     settings = current_settings()
+    preload(settings)
     delay = 0.5
     while True:
         started = time.monotonic()

@@ -9,13 +9,14 @@ import time
 import redis
 
 from src import metrics
+from src.storage import Storage, StoreUnavailable
 from src.store import WAITING, Claim, Store
-from src.tasks import photos, queues, results
+from src.tasks import queues
 
 log = logging.getLogger(__name__)
 
 
-def keep_photo(store: Store, upload_dir: str, claim: Claim, digest: str, temp_path: str) -> None:
+def keep_photo(store: Store, storage: Storage, claim: Claim, digest: str, temp_path: str) -> None:
     """Put the upload of a task just claimed in its place (the claim made the task a user of
     the photo).
 
@@ -27,23 +28,31 @@ def keep_photo(store: Store, upload_dir: str, claim: Claim, digest: str, temp_pa
     harmless: the bytes are the same by construction.
     """
     if not claim.photo_busy:
-        photos.keep(upload_dir, temp_path, digest)
+        storage.put_photo(digest, temp_path)
         return
     with store.photo_lock(digest):
-        photos.keep(upload_dir, temp_path, digest)
+        storage.put_photo(digest, temp_path)
 
 
-def remove_files(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str = "") -> None:
-    """Remove a gone task's result, and its photo unless another task still uses it."""
+def remove_files(store: Store, storage: Storage, task_id: int, digest: str, result_file: str = "") -> None:
+    """Remove a gone task's result, and its photo unless another task still uses it. With
+    the object store away, what could not be removed is named by no task: the orphan sweep
+    removes it once the store is back."""
     if result_file:
-        remove_result_file(store, upload_dir, result_file)
+        remove_result_file(store, storage, result_file)
     with store.photo_lock(digest):
         if store.remove_photo_user(digest, task_id) == 0:
-            photos.remove(photos.photo_path(upload_dir, digest))
+            try:
+                storage.remove_photo(digest)
+            except StoreUnavailable as exc:
+                log.warning("photo %s left to the orphan sweep: %s", digest, exc)
 
 
-def remove_result_file(store: Store, upload_dir: str, name: str) -> None:
-    photos.remove(results.result_path(upload_dir, name))
+def remove_result_file(store: Store, storage: Storage, name: str) -> None:
+    try:
+        storage.remove_result(name)
+    except StoreUnavailable as exc:
+        log.warning("result %s left to the orphan sweep: %s", name, exc)
     store.remove_result_name(name)
 
 
@@ -79,15 +88,15 @@ def fail_overdue(store: Store, task_id: int, task: dict, deadline_seconds: float
     return fail_task(store, task_id, "scorer_timeout", message)
 
 
-def expire_task(store: Store, upload_dir: str, task_id: int, digest: str, result_file: str) -> None:
+def expire_task(store: Store, storage: Storage, task_id: int, digest: str, result_file: str) -> None:
     """The end of a finished task's time to live: its keys have expired in Redis by
     themselves (or go now); its files go with them."""
     store.delete(task_id)
-    remove_files(store, upload_dir, task_id, digest, result_file)
+    remove_files(store, storage, task_id, digest, result_file)
     store.end_expiry(task_id)
 
 
-def delete_task(store: Store, upload_dir: str, task_id: int, owner: str = "") -> dict | None:
+def delete_task(store: Store, storage: Storage, task_id: int, owner: str = "") -> dict | None:
     """Delete a task, cancel its pending job and remove its files; None when there is no
     such task (for `owner`). Once its hash is gone the task is deleted: if Redis goes away
     before its files are let go of (or a request that Redis cut short left the photo's lock
@@ -99,7 +108,7 @@ def delete_task(store: Store, upload_dir: str, task_id: int, owner: str = "") ->
         if task.get("job_id"):
             queues.cancel(store.redis, task["job_id"], task_id)
         if task.get("digest"):
-            remove_files(store, upload_dir, task_id, task["digest"], task.get("result_file", ""))
+            remove_files(store, storage, task_id, task["digest"], task.get("result_file", ""))
         store.end_expiry(task_id)
     except redis.RedisError as exc:
         log.warning("task %s deleted; its files are left to the sweep (%s)", task_id, exc)

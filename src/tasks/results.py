@@ -1,6 +1,7 @@
-"""Resized images on disk and the URLs they are served at.
+"""Resized images: their names and the URLs they are served at.
 
-    UPLOAD_DIR/results/<token>.<ext>    served at /files/<token>.<ext>
+    UPLOAD_DIR/results/<token>.<ext>    served at /files/<token>.<ext> (on local disk;
+                                        src/storage/ says where else they may live)
 
 The token holds 192 random bits, so the URL is the only key a reader needs: it works in an
 `<img>` tag without an API key, and cannot be guessed.
@@ -20,11 +21,9 @@ NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(?:%s)" % "|".join(EXTENSIONS.values()))
 MIME_TYPES = {EXTENSIONS[fmt]: mime for fmt, mime in FORMATS.items()}
 
 
-def new_result(upload_dir: str, fmt: str) -> tuple[str, str]:
-    """A fresh name for a result in format `fmt`, and the path to write it to."""
-    name = f"{secrets.token_urlsafe(TOKEN_BYTES)}.{EXTENSIONS[fmt]}"
-    os.makedirs(results_dir(upload_dir), exist_ok=True)
-    return name, result_path(upload_dir, name)
+def new_name(fmt: str) -> str:
+    """A fresh name for a result in format `fmt`."""
+    return f"{secrets.token_urlsafe(TOKEN_BYTES)}.{EXTENSIONS[fmt]}"
 
 
 def results_dir(upload_dir: str) -> str:

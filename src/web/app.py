@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from src import router
 from src.metrics.web import WebMetrics
 from src.settings import Settings
+from src.storage import StoreUnavailable, open_storage
 from src.store import Store, connect
 from src.web.access_log import log_answer, raw_target
 from src.web.context import Context
@@ -28,7 +29,8 @@ log = logging.getLogger("photo_tasks")
 class Application:
     def __init__(self, settings: Settings):
         store = Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease)
-        self.ctx = Context(settings, store, WebMetrics(store.redis), HeldAnswers(settings, store.redis))
+        self.ctx = Context(settings, store, WebMetrics(store.redis), HeldAnswers(settings, store.redis),
+                           open_storage(settings))
         self.spools = SpoolDir(settings.upload_dir)  # sweeps dead processes' spools first
         self.request_class = request_class(settings, self.spools.path)
 
@@ -52,6 +54,10 @@ class Application:
             return error.response()
         except HTTPException as exc:  # werkzeug's own: 413 while reading, 400 on a broken body
             return _from_http_exception(exc, self.ctx.settings.max_upload_bytes).response()
+        except StoreUnavailable as exc:
+            log.warning("request %s: object store unavailable: %s", request_id, exc)
+            return ApiError(503, "unavailable", "the object store is unavailable; try again shortly",
+                            headers={"Retry-After": "1"}).response()
         except Exception as exc:
             if _unavailable(exc):
                 log.warning("request %s: Redis unavailable: %s", request_id, exc)

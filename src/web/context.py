@@ -1,5 +1,5 @@
-"""What every handler is given: the settings, the task store, the web app's metrics and its
-held answers."""
+"""What every handler is given: the settings, the task store, the web app's metrics, its
+held answers and the storage of photos and results."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from src.metrics.web import WebMetrics
 from src.settings import Settings
+from src.storage import Storage
 from src.store import Store
 from src.web.waiting import HeldAnswers
 
@@ -17,6 +18,7 @@ class Context:
     store: Store
     metrics: WebMetrics
     held: HeldAnswers  # answers held for `Prefer: wait`
+    storage: Storage
 
     @property
     def open_mode(self) -> bool:

@@ -13,7 +13,7 @@ from src.settings import declarations
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text()
-ROWS = {match[0]: match[1].strip() for match in re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", README, re.M)}
+ROWS = {match[0]: match[1].strip() for match in re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+) \|", README, re.M)}
 
 
 def shown(declared) -> str:

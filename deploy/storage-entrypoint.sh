@@ -1,0 +1,16 @@
+#!/bin/sh
+# compose's `storage` service: SeaweedFS's `weed` serving S3 (SigV4) on :8333, with one
+# identity, the service's, from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Its bucket is made
+# on the first upload (`weed`'s -s3.autoCreateBucket, for an admin identity).
+set -eu
+: "${AWS_ACCESS_KEY_ID:?set AWS_ACCESS_KEY_ID for the storage profile}"
+: "${AWS_SECRET_ACCESS_KEY:?set AWS_SECRET_ACCESS_KEY for the storage profile}"
+mkdir -p /data/weed
+cat > /data/s3.json <<JSON
+{"identities": [{"name": "service", "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
+                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+# STORAGE_HOST: the name the other services reach it by; STORAGE_BIND: where it listens.
+exec weed server -dir=/data/weed -ip="${STORAGE_HOST:-storage}" -ip.bind="${STORAGE_BIND:-0.0.0.0}" -filer -s3 -s3.port=8333 \
+    -s3.config=/data/s3.json -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=0 -master.volumeSizeLimitMB=256 \
+    -master.electionTimeout=1s -master.resumeState=false
