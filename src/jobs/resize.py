@@ -3,15 +3,19 @@ progress recorded at each stage."""
 
 from __future__ import annotations
 
+import time
+
 from src import metrics
 from src.jobs import running
 from src.jobs.resizer import CorruptImage, resize
+from src.limits.disk import is_disk_full
 from src.settings import current_settings
 from src.tasks import lifecycle, photos, results
 from src.tasks.resize_spec import ResizeSpec
 
 # Progress once each stage is done; ready (100) comes when the result is recorded.
 PROGRESS = {"started": 5, "decoded": 40, "resized": 70, "encoded": 95}
+DISK_FULL_DELAY = 2.0  # seconds before a run that found the disk full runs again
 
 
 class TaskGone(Exception):
@@ -45,8 +49,15 @@ def resize_task(task_id: int) -> str:
         image = resize(photos.photo_path(settings.upload_dir, task["digest"]), spec, path, report)
         result = {"url": results.url(name), "width": image.width, "height": image.height,
                   "format": spec.format, "bytes": image.bytes}
-        kept = lifecycle.finish_task(store, task_id, result, name, fence=running.fence())
+        kept = lifecycle.finish_task(store, task_id, result, name, fence=running.fence(), result_bytes=image.bytes)
         return "ready" if kept else "task gone"
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # Not the task's fault, nor a loss: its partial file goes (finally), and it runs
+        # again later, when its turn comes after DISK_FULL_DELAY.
+        store.update(task_id, fence=running.fence(), due=time.time() + DISK_FULL_DELAY)
+        return "disk full: runs again later"
     except TaskGone:
         return "task gone"
     except CorruptImage as exc:
