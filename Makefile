@@ -81,6 +81,11 @@ bench-cost: $(VENV)/.dev
 bench-sweep: $(VENV)/.dev
 	$(PY) bench/sweep_files.py
 
+# One user floods while another uses the service; the limiter's cost. See docs/performance.md.
+.PHONY: bench-flood
+bench-flood: $(VENV)/.dev
+	$(PY) bench/flood.py
+
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev
 	$(PY) bench/faults.py
