@@ -7,8 +7,8 @@ valkey, the scorer simulator), with API keys for users a and b and the default l
 1. **b alone**: b sends one task a second (resizes, then scoring runs); b's latency, POST to
    ready, p50 and p99.
 2. **the flood**: a sends `--flood` tasks at 32 connections (resizes, then scoring runs against
-   a slow simulator) while b sends one task a second, as before: b's latency during the flood,
-   and a's answers by code.
+   a slow simulator: 0.5 s a call, one `wait` round, 64 threads) while b sends one task a
+   second, as before: b's latency during the flood, and a's answers by code.
 3. **the limiter's cost**: the claim script with the limits against the same script with every
    limit off, called one at a time from this process: CPU per claim here (the web's side) and
    in valkey (its INFO), medians of rounds.
@@ -27,18 +27,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
 import requests
+import waitress
 from PIL import Image
 
 from harness import ROOT, Client, wait_until
 from src.local.embedded_redis import EmbeddedRedis, free_port
 from src.local.processes import spawn
-from src.local.simulator import serve
+from src.local.simulator import create_simulator
 from src.store import Store
 from src.tasks.dedupe import dedupe_key
 
@@ -61,8 +63,13 @@ class Stack:
     def __init__(self, tmp: str, workers: int):
         self.tmp = tmp
         self.redis = EmbeddedRedis(os.path.join(tmp, "valkey"), appendonly=False).start()
-        self.server, scorer_url = serve()
-        self.scorer = self.server.app
+        # The simulator with more threads than its default 8: a's flood makes up to 16 calls per
+        # worker at once, and a scorer that queued them itself would measure its queue, not ours.
+        self.scorer = create_simulator()
+        self.server = waitress.create_server(self.scorer, host="127.0.0.1", port=0, threads=64,
+                                             ident="scorer-simulator")
+        threading.Thread(target=self._serve_scorer, daemon=True).start()
+        scorer_url = f"http://127.0.0.1:{self.server.effective_port}/api/"
         self.env = {**os.environ, "REDIS_URL": self.redis.url, "SCORER_URL": scorer_url, "API_KEYS": KEYS,
                     "UPLOAD_DIR": os.path.join(tmp, "uploads"), "SCORER_RETRY_DELAY": "0.5",
                     "PYTHONUNBUFFERED": "1"}
@@ -71,6 +78,12 @@ class Stack:
         self.processes = [self._spawn(["-m", module], self.env) for module in modules]
         self.web = None
         self.client = None
+
+    def _serve_scorer(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            pass  # closing the sockets under a running select() is how waitress stops
 
     def _spawn(self, args, env) -> subprocess.Popen:
         return spawn([sys.executable, *args], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -93,7 +106,7 @@ class Stack:
         for process in self.processes:
             process.kill()
             process.wait()
-        self.server.shutdown()
+        self.server.close()
         self.redis.stop()
 
 
@@ -178,18 +191,19 @@ def _server_cpu(conn: redis.Redis) -> float:
 def throughput(stack: Stack, settings: dict, posts: int, seed: int) -> float:
     """POSTs a second of new resizes from 64 users at 32 connections."""
     client = stack.start_web(**settings)
-    photo = gradient((64, 48), seed)
+    photo = gradient((640, 480), seed)
     session = requests.Session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=32))
 
     def send(i: int) -> int:
-        parts = {"width": (None, str(10 + i)), "photo": ("p.jpg", photo, "image/jpeg")}
+        parts = {"width": (None, str(10 + i % 600)), "height": (None, str(10 + i // 600)),
+                 "photo": ("p.jpg", photo, "image/jpeg")}
         return session.post(client.url, files=parts, headers=headers(f"k{i % 64}"), timeout=30).status_code
 
     started = time.monotonic()
     with ThreadPoolExecutor(32) as pool:
         codes = Counter(pool.map(send, range(posts)))
-    assert set(codes) == {202}, codes
+    assert set(codes) <= {200, 202}, codes  # nothing refused
     return posts / (time.monotonic() - started)
 
 
