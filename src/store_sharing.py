@@ -137,7 +137,8 @@ return 1
 """
 
 # The dispatcher's tick: due runs join their owners' backlogs, then each kind's RQ queue is
-# topped up to `room` jobs waiting (one per registered worker) with tasks taken from the
+# topped up to `room` jobs waiting (one per two registered workers, at least one: ahead of a
+# new turn are the jobs running and about half a job per worker) with tasks taken from the
 # backlogs in turns, one task per user per turn: resizes one per job, scoring runs in batches
 # of up to `batch` tasks. Each task taken names its new job and its lease starts again.
 # Returns {resizes as task/job pairs, scoring batches as {job, task, task, ...}}.
@@ -175,7 +176,7 @@ local function start(id, key)
   redis.call('ZADD', KEYS[2], lease, id)
   return job
 end
-local room = math.max(1, redis.call('SCARD', KEYS[5]))
+local room = math.max(1, math.floor(redis.call('SCARD', KEYS[5]) / 2))
 local resizes, batches = {}, {}
 for _ = 1, room - redis.call('LLEN', KEYS[4]) do
   local id, key = take('resize')

@@ -50,7 +50,7 @@ class Dispatcher:
         if now >= self.next_sweep:
             queues.enqueue_sweeps(self.store.redis, self.settings.sweep_interval)
             self.next_sweep = now + self.settings.sweep_interval
-        return handed >= turns.DUE_LIMIT
+        return handed > 0  # a worker took a job: look again at once
 
     def stop(self, *_) -> None:
         self.stopping = True

@@ -1,7 +1,7 @@
 """Fair turns (docs/fair-sharing.md): a task's run does not go straight onto RQ's queue; it
 waits in its owner's backlog in Redis, and the dispatcher hands the backlogs to RQ in turns,
 one task per user per turn (scoring runs in batches that may mix users), keeping RQ's own
-queues short: about one job waiting per worker. So while one user has any number of tasks
+queues short: one job waiting per two workers (at least one). So while one user has any number of tasks
 waiting, another user's new task starts after about one job per worker.
 
 A task in a backlog is marked in its hash (`turn`), which the sweep counts as alive, as it

@@ -60,7 +60,7 @@ def test_the_rate_allows_a_burst_then_says_when_the_next_is_allowed(store):
 
 
 def test_backlogs_are_taken_one_task_per_user_per_turn(store, redis_client):
-    redis_client.sadd("rq:workers", *[f"w{i}" for i in range(4)])  # room for four jobs
+    redis_client.sadd("rq:workers", *[f"w{i}" for i in range(8)])  # room for four jobs
     tasks = {owner: [claim(store, owner, f"{owner}{i}".ljust(64, "0")).task_id for i in range(3)]
              for owner in ("ann", "bob")}
     with redis_client.pipeline() as pipe:
