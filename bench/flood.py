@@ -155,6 +155,16 @@ def flood(client: Client, kind: str, count: int, seed: int) -> Counter:
         return Counter(pool.map(send, range(count)))
 
 
+def resize_seconds(client: Client) -> tuple[float, float]:
+    """The resize jobs' total seconds and count so far, from /metrics."""
+    numbers = {}
+    for line in client.fetch("/metrics").text.splitlines():
+        for part in ("sum", "count"):
+            if line.startswith(f"photo_tasks_resize_duration_seconds_{part} "):
+                numbers[part] = float(line.split()[-1])
+    return numbers.get("sum", 0.0), numbers.get("count", 0.0)
+
+
 def drain(stack: Stack, timeout: float = 600) -> None:
     """Wait until no task waits (a's flood is worked off), so the next phase starts clean."""
     conn = redis.Redis.from_url(stack.redis.url)
@@ -214,6 +224,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--posts", type=int, default=1000, help="POSTs per throughput round")
+    parser.add_argument("--parts", default="flood,cost,throughput", help="which parts to run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(tmp, args.workers)
@@ -224,28 +235,48 @@ def main() -> None:
 
 
 def run(stack: Stack, args) -> None:
+    parts = args.parts.split(",")
     client = stack.start_web()
     stack.scorer.configure(wait_rounds=1)
-    for kind in ("resize", "score"):
+    for kind in ("resize", "score") if "flood" in parts else ():
         if kind == "score":
             stack.scorer.configure(always="slow", slow_seconds=0.5)
         alone = b_latency(client, kind, args.b_tasks, seed=1000)
+        before = resize_seconds(client)
         with ThreadPoolExecutor(1) as pool:
             flooding = pool.submit(flood, client, kind, args.flood // 2, seed=7 if kind == "resize" else 8)
             time.sleep(1)
             during = b_latency(client, kind, args.b_tasks, seed=2000)
             answers = flooding.result()
+        after = resize_seconds(client)
+        job = (after[0] - before[0]) / max(1, after[1] - before[1])
         print(f"{kind}: b alone {percentiles(alone)}; b during a's flood {percentiles(during)}; "
-              f"a's {args.flood // 2} answers: {dict(sorted(answers.items()))}", flush=True)
+              f"a's {args.flood // 2} answers: {dict(sorted(answers.items()))}"
+              + (f"; one resize job took {job:.2f} s on average meanwhile" if kind == "resize" else ""),
+              flush=True)
         stack.scorer.configure(always=None)
         drain(stack)
     stack.stop_web()
     on, off = (1000, 20.0, 100, 5 * 1024 ** 3, 50_000), (0, 0, 0, 0, 0)
-    cost_on = claim_cost(stack.redis.url, on, args.rounds, 2000)
-    cost_off = claim_cost(stack.redis.url, off, args.rounds, 2000)
+    if "cost" in parts:
+        cost(stack, on, off, args.rounds)
+    if "throughput" in parts:
+        post_rates(stack, args)
+
+
+def cost(stack: Stack, on: tuple, off: tuple, rounds: int) -> None:
+    """The claim with and without the limits, rounds taken in turns (the machine drifts)."""
+    runs = {"on": [], "off": []}
+    for _ in range(rounds):
+        runs["on"].append(claim_cost(stack.redis.url, on, 1, 2000))
+        runs["off"].append(claim_cost(stack.redis.url, off, 1, 2000))
+    cost_on, cost_off = ([statistics.median(part) for part in zip(*runs[mode])] for mode in ("on", "off"))
     print(f"claim CPU per POST, limits on: {cost_on[0]:.1f} µs here + {cost_on[1]:.1f} µs in valkey; "
           f"off: {cost_off[0]:.1f} + {cost_off[1]:.1f} µs; the limits cost "
           f"{cost_on[0] + cost_on[1] - cost_off[0] - cost_off[1]:.1f} µs", flush=True)
+
+
+def post_rates(stack: Stack, args) -> None:
     rates = {"on": [], "off": []}
     for r in range(args.rounds):
         for mode, settings in (("on", {"USER_RATE": "100000", "USER_BURST": "100000"}), ("off", OFF)):
