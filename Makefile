@@ -94,6 +94,10 @@ bench-wait: $(VENV)/.dev
 .PHONY: bench-storage
 bench-storage: $(VENV)/.dev
 	$(PY) bench/storage.py --rounds 9
+# One user floods while another uses the service; the limiter's cost. See docs/performance.md.
+.PHONY: bench-flood
+bench-flood: $(VENV)/.dev
+	$(PY) bench/flood.py
 
 # Time to recover from each fault of "What survives what"; see docs/reliability.md.
 bench-faults: $(VENV)/.dev

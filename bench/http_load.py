@@ -168,7 +168,9 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = {**os.environ, "PORT": str(self.port), "WORKERS": str(workers),
-               "VAR_DIR": os.path.join(tmp, "var"), "UPLOAD_DIR": os.path.join(tmp, "uploads")}
+               "VAR_DIR": os.path.join(tmp, "var"), "UPLOAD_DIR": os.path.join(tmp, "uploads"),
+               # one client sends every task: the per-user limits off (docs/fair-sharing.md)
+               "USER_MAX_WAITING": "0", "USER_RATE": "0", "QUEUE_MAX": "0"}
         for name in ("REDIS_URL", "SCORER_URL", "API_KEYS", "TRUSTED_PROXIES"):
             env.pop(name, None)
         self.log = open(os.path.join(tmp, "launcher.log"), "wb")

@@ -137,6 +137,17 @@ class Settings:
                                    "credentials and region from the usual `AWS_ACCESS_KEY_ID`, "
                                    "`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`", parse=_text, shown="unset (AWS)")
     # -- end of where files live
+    # Sharing the service fairly (docs/fair-sharing.md); 0 turns a limit off.
+    user_max_waiting: int = setting("USER_MAX_WAITING", 1000, "waiting tasks one user may have at once")
+    user_rate: float = setting("USER_RATE", 20.0, "task-creating POSTs per second one user may send, sustained",
+                               parse=float)
+    user_burst: int = setting("USER_BURST", 100, "task-creating POSTs one user may send in a burst")
+    user_max_stored_bytes: int = setting("USER_MAX_STORED_BYTES", 5 * 1024 ** 3, "bytes of photos and results "
+                                         "one user's tasks may hold")
+    queue_max: int = setting("QUEUE_MAX", 50_000, "waiting tasks the whole service takes before it answers 503 "
+                             "`overloaded`")
+    min_free_bytes: int = setting("MIN_FREE_BYTES", 256 * 1024 ** 2, "free bytes the upload file system keeps; "
+                                  "below it, POST answers 507 `insufficient_storage`")
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()

@@ -36,6 +36,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from src import store_sharing as sharing
+
 PREFIX = "pt:"
 SEQ_KEY = PREFIX + "task_seq"
 ACTIVE_KEY = PREFIX + "active"
@@ -59,10 +61,13 @@ READY, FAILED = "ready", "failed"
 # A new task is waiting from the start, with its first job's id and its lease, and is a
 # user of its photo; the answer says whether the photo's lock was held at that moment.
 # A callback URL given is added to the task (new, or joined while it waits; not one ready).
+# A new task is first admitted by the per-user and service limits (src/store_sharing.py):
+# a refusal stores nothing and answers {0, 'refused', code, retry after}.
 # KEYS: dedupe, sequence, active, deadline, photo users, photo lock.
 # ARGV: task-key prefix, job-id suffix, lease end, deadline ('' = none), callback-key prefix,
-# callback URL ('' = none), its webhook id if new, most callbacks, then field/value pairs.
-_CLAIM = """
+# callback URL ('' = none), its webhook id if new, most callbacks, owner, digest, photo bytes,
+# the five limits (max waiting, rate, burst, max bytes, queue max), then field/value pairs.
+_CLAIM = sharing.LIMITS + """
 -- callbacks: add ARGV[6] (once per distinct URL) to task `id`, pending until the task ends
 local function add_callback(id)
   if ARGV[6] == '' then return end
@@ -82,10 +87,14 @@ if held then
     return {held, task[1], task[2] or ''}
   end
 end
+local n = {}
+for i = 11, 16 do n[#n + 1] = tonumber(ARGV[i]) end
+local refused = admit(ARGV[9], ARGV[10], unpack(n))
+if refused then return {'0', 'refused', refused[1], tostring(refused[2])} end
 local id = redis.call('INCR', KEYS[2])
 local job = 'task-' .. id .. '-' .. ARGV[2]
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 17, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', ARGV[1] .. id, 'dedupe', KEYS[1], 'job_id', job, unpack(fields))
 add_callback(id)
 redis.call('SET', KEYS[1], id)
@@ -143,22 +152,29 @@ return tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 
 # Finish a waiting task (ready or failed) and start its time to live: its keys expire, and its
 # files are put on `pt:expiring` for the sweep; it leaves every set that keeps waiting tasks
-# moving. Returns the task's kind, or false when refused.
+# moving, and stops counting as waiting; its result's bytes count for its owner until it goes.
 # Its callbacks are made due at once, in the same script, so a crash cannot end a task without
-# them; they expire with the task.
+# them; they expire with the task. Returns the task's kind, or false when refused.
 # KEYS: task, active, deadline, due, expiring, expiring files, callbacks, deliveries, wake.
-# ARGV: task number, fence, ttl, when the ttl ends, result file ('' = none), field/value pairs.
-_FINISH = _WRITABLE + _WAKE + """
+# ARGV: task number, fence, ttl, when the ttl ends, result file ('' = none), result bytes,
+# field/value pairs.
+_FINISH = _WRITABLE + _WAKE + sharing.COUNTS + """
 if not writable(KEYS[1], ARGV[2]) then return false end
+local owner = redis.call('HGET', KEYS[1], 'owner')
+stop_waiting(owner)
+if tonumber(ARGV[6]) > 0 then
+  redis.call('HSET', KEYS[1], 'result_bytes', ARGV[6])
+  add_bytes(owner, tonumber(ARGV[6]))
+end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'progress', 100, unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 local dedupe = redis.call('HGET', KEYS[1], 'dedupe')
 if dedupe then redis.call('EXPIRE', dedupe, ARGV[3]) end
 for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1])
-redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({redis.call('HGET', KEYS[1], 'digest') or '', ARGV[5]}))
+redis.call('HSET', KEYS[6], ARGV[1], files_entry(KEYS[1], redis.call('HGET', KEYS[1], 'digest') or '', ARGV[5]))
 wake(ARGV[1])
 -- callbacks: every one due now
 local callbacks = tonumber(redis.call('HGET', KEYS[1], 'callbacks') or '0')
@@ -174,11 +190,12 @@ return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 
 # Delete a task (and its dedupe entry if it still points at it); return its hash. Its files
 # are put on `pt:expiring`, due at once: the caller lets go of them and then of that entry,
-# and if it cannot (Redis went away midway, the photo's lock is held), the sweep does.
+# and if it cannot (Redis went away midway, the photo's lock is held), the sweep does. A
+# waiting task stops counting as waiting; its bytes are released with its files (_LET_GO).
 # Its callbacks go with it, delivered or not.
 # KEYS: task, active, deadline, due, expiring, expiring files, callbacks, deliveries.
 # ARGV: task number, owner ('' = anyone may), now.
-_DELETE = _WAKE + """
+_DELETE = _WAKE + sharing.COUNTS + """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
 local task = redis.call('HGETALL', KEYS[1])
@@ -186,14 +203,27 @@ local task = redis.call('HGETALL', KEYS[1])
 local callbacks = tonumber(redis.call('HGET', KEYS[1], 'callbacks') or '0')
 for n = 1, callbacks do redis.call('ZREM', KEYS[8], ARGV[1] .. ':' .. n) end
 redis.call('DEL', KEYS[7])
-local files = redis.call('HMGET', KEYS[1], 'dedupe', 'digest', 'result_file')
+local files = redis.call('HMGET', KEYS[1], 'dedupe', 'digest', 'result_file', 'state')
 if files[1] and redis.call('GET', files[1]) == ARGV[1] then redis.call('DEL', files[1]) end
+if files[4] == 'queued' or files[4] == 'running' then stop_waiting(owner) end
+redis.call('HSET', KEYS[6], ARGV[1], files_entry(KEYS[1], files[2] or '', files[3] or ''))
 redis.call('DEL', KEYS[1])
 for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
-redis.call('HSET', KEYS[6], ARGV[1], cjson.encode({files[2] or '', files[3] or ''}))
 wake(ARGV[1])
 return task
+"""
+
+# A gone task's files are removed: it leaves `pt:expiring`, and its bytes leave its owner's
+# count (once: the entry goes in the same step). KEYS: expiring, expiring files. ARGV: task number.
+_LET_GO = sharing.COUNTS + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if not entry then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+local f = cjson.decode(entry)
+release(f[3], f[1] or '', tonumber(f[4] or 0), tonumber(f[5] or 0))
+return 1
 """
 
 # Give a waiting task whose job was lost a new job id, counting the loss (unless told not
@@ -252,6 +282,8 @@ class Claim:
     result: Any = None  # the existing task's result, when it is ready
     job_id: str = ""  # a new task's first job, to be enqueued
     photo_busy: bool = False  # the photo's lock was held when the new task was claimed
+    refused: str = ""  # the limit that refused the task (state 'refused'), see store_sharing.py
+    retry_after: int = 0  # seconds, for that refusal
 
     @property
     def is_new(self) -> bool:
@@ -272,6 +304,9 @@ class Store:
         self._delete = client.register_script(_DELETE)
         self._replace_job = client.register_script(_REPLACE_JOB)
         self._take_due = client.register_script(_TAKE_DUE)
+        self._let_go = client.register_script(_LET_GO)
+        self._join_backlog = client.register_script(sharing.JOIN_BACKLOG)
+        self._take_turns = client.register_script(sharing.TAKE_TURNS)
 
     @staticmethod
     def task_key(task_id: int) -> str:
@@ -288,20 +323,24 @@ class Store:
     def _lease_end(self) -> float:
         return time.time() + self.lease
 
-    def claim(self, dedupe: str, digest: str, deadline: float | None = None, callback_url: str = "",
-              **fields: Any) -> Claim:
-        """Create a queued task for `dedupe`, unless a live task already holds it. The new
+    def claim(self, dedupe: str, digest: str, deadline: float | None = None, callback_url: str = "", *,
+              owner: str = "", photo_bytes: int = 0, limits: tuple = (0, 0, 0, 0, 0), **fields: Any) -> Claim:
+        """Create a queued task for `dedupe`, unless a live task already holds it or the
+        `limits` (max waiting, rate, burst, max bytes, queue max; 0 = off) refuse it. The new
         task is a user of the photo `digest` and names its first job (`job_id`), which the
         caller must then enqueue. `callback_url` is added to the task, new or still waiting."""
         now = time.time()
         fields = {"state": "queued", "progress": 0, "created_at": now, "updated_at": now, "digest": digest,
-                  **fields}
+                  "owner": owner, "photo_bytes": photo_bytes, **fields}
         if deadline is not None:
             fields["deadline"] = deadline
         args = [TASK_PREFIX, uuid.uuid4().hex[:12], self._lease_end(), "" if deadline is None else deadline,
-                CALLBACKS_PREFIX, callback_url, f"msg_{uuid.uuid4().hex}", MAX_CALLBACKS, *_pairs(fields)]
+                CALLBACKS_PREFIX, callback_url, f"msg_{uuid.uuid4().hex}", MAX_CALLBACKS,
+                owner, digest, photo_bytes, *limits, *_pairs(fields)]
         keys = [dedupe, SEQ_KEY, ACTIVE_KEY, DEADLINE_KEY, self.photo_key(digest), self._photo_lock_key(digest)]
         task_id, state, result, *new = self._claim(keys=keys, args=args)
+        if state == b"refused":
+            return Claim(0, "refused", refused=result.decode(), retry_after=int(new[0]))
         if not new:
             return Claim(int(task_id), state.decode(), json.loads(result) if result else None)
         return Claim(int(task_id), state.decode(), job_id=new[0].decode(), photo_busy=bool(new[1]))
@@ -332,19 +371,20 @@ class Store:
         now = self._update(keys=[self.task_key(task_id), ACTIVE_KEY, DUE_KEY], args=args)
         return None if now < 0 else now
 
-    def finish(self, task_id: int, result: Any, fence: str = "", result_file: str = "") -> str | None:
+    def finish(self, task_id: int, result: Any, fence: str = "", result_file: str = "",
+               result_bytes: int = 0) -> str | None:
         """End a waiting task as ready; its kind, or None when the write is refused. Its
-        photo and `result_file` go when its time to live ends."""
-        return self._end(task_id, fence, result_file, state=READY, result=json.dumps(result))
+        photo and `result_file` (of `result_bytes`) go when its time to live ends."""
+        return self._end(task_id, fence, result_file, result_bytes, state=READY, result=json.dumps(result))
 
     def fail(self, task_id: int, code: str, message: str, fence: str = "", result_file: str = "") -> str | None:
         """End a waiting task as failed; its kind, or None when the write is refused."""
-        return self._end(task_id, fence, result_file, state=FAILED, error_code=code, error_message=message)
+        return self._end(task_id, fence, result_file, 0, state=FAILED, error_code=code, error_message=message)
 
-    def _end(self, task_id: int, fence: str, result_file: str, **fields: Any) -> str | None:
+    def _end(self, task_id: int, fence: str, result_file: str, result_bytes: int, **fields: Any) -> str | None:
         now = time.time()
         fields.update(updated_at=now, finished_at=now)
-        args = [task_id, fence, self.task_ttl, now + self.task_ttl, result_file, *_pairs(fields)]
+        args = [task_id, fence, self.task_ttl, now + self.task_ttl, result_file, result_bytes, *_pairs(fields)]
         keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY,
                 f"{CALLBACKS_PREFIX}{task_id}", DELIVERIES_KEY, DELIVERIES_WAKE_KEY]
         kind = self._finish(keys=keys, args=args)
@@ -355,14 +395,12 @@ class Store:
         result file or '')."""
         ended = self.redis.zrangebyscore(EXPIRING_KEY, "-inf", now, start=0, num=limit)
         files = self.redis.hmget(EXPIRING_FILES_KEY, ended) if ended else []
-        return {int(task_id): tuple(json.loads(pair)) for task_id, pair in zip(ended, files)}
+        return {int(task_id): tuple(json.loads(pair)[:2]) for task_id, pair in zip(ended, files)}
 
     def end_expiry(self, task_id: int) -> None:
-        """A gone task's files are removed: take it off `pt:expiring`."""
-        with self.redis.pipeline() as pipe:
-            pipe.zrem(EXPIRING_KEY, task_id)
-            pipe.hdel(EXPIRING_FILES_KEY, task_id)
-            pipe.execute()
+        """A gone task's files are removed: take it off `pt:expiring`, and its bytes off its
+        owner's count."""
+        self._let_go(keys=[EXPIRING_KEY, EXPIRING_FILES_KEY], args=[task_id])
 
     def delete(self, task_id: int, owner: str = "") -> dict[str, str] | None:
         """Delete a task if it exists (and belongs to `owner`, when given); return it. Its
@@ -385,6 +423,29 @@ class Store:
     def make_due(self, task_id: int, at: float, pipeline) -> None:
         """A new task's first run is due at `at` (queued on `pipeline`)."""
         pipeline.zadd(DUE_KEY, {task_id: at})
+
+    # --- turns (src/tasks/turns.py) -------------------------------------------------------
+    def join_backlog(self, task_id: int, kind: str, owner: str, pipeline) -> None:
+        """A new task waits for its turn in its owner's backlog (queued on `pipeline`)."""
+        self._join_backlog(keys=[self.task_key(task_id)], args=[task_id, kind, owner], client=pipeline)
+
+    def take_turns(self, queue_keys: tuple[str, str], workers_key: str, batch: int,
+                   due_limit: int) -> tuple[dict[int, str], dict[str, list[int]]]:
+        """Move the due runs to their owners' backlogs, then take tasks from the backlogs in
+        turns, as many as keep one job per worker waiting on each RQ queue (`queue_keys`:
+        score, resize): the resizes (task -> job id) and the scoring batches (job id -> tasks)."""
+        keys = [DUE_KEY, ACTIVE_KEY, *queue_keys, workers_key]
+        args = [TASK_PREFIX, self._lease_end(), time.time(), uuid.uuid4().hex[:10], batch, due_limit]
+        resizes, batches = self._take_turns(keys=keys, args=args)
+        pairs = {int(resizes[i]): resizes[i + 1].decode() for i in range(0, len(resizes), 2)}
+        return pairs, {b[0].decode(): [int(t) for t in b[1:]] for b in batches}
+
+    def counts(self, user: str) -> dict[str, int]:
+        """A user's counts (waiting tasks, stored bytes) and the service's waiting tasks."""
+        raw = self.redis.hgetall(sharing.user_key(user))
+        counts = {k.decode(): int(v) for k, v in raw.items()}
+        return {"waiting": counts.get("waiting", 0), "bytes": counts.get("bytes", 0),
+                "service_waiting": int(self.redis.get(sharing.WAITING_TOTAL_KEY) or 0)}
 
     def due_tasks(self, now: float, limit: int) -> list[int]:
         return [int(t) for t in self.redis.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)]

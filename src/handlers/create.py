@@ -14,6 +14,7 @@ from src import metrics
 from src.handlers import fields
 from src.handlers.answers import location
 from src.handlers.held import held_post_answer
+from src.limits import disk, rules
 from src.store import READY, Claim
 from src.tasks import images, lifecycle, queues
 from src.tasks.dedupe import dedupe_key, normalise_name
@@ -35,7 +36,9 @@ def handle(ctx: Context, request: Request, user: str) -> Response:
 
 
 def _create(ctx: Context, request: Request, user: str) -> Response:
-    form, files = _parse(request, ctx.settings.max_upload_bytes)  # first: a body over the limit gets 413
+    if request.content_length is None or request.content_length <= ctx.settings.max_upload_bytes:
+        _check_free_space(ctx)  # a body over the limit gets 413 first
+    form, files = _parse(request, ctx.settings)
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
     if fields.task_kind(form) == "resize":
@@ -49,15 +52,19 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
     return _score(ctx, user, name, photo, info, callback_url)
 
 
-def _parse(request: Request, max_upload_bytes: int):
+def _parse(request: Request, settings):
     """The form and the files; 413 for a body over MAX_UPLOAD_BYTES, 400 for a body within
     it that breaks the form's limits, which werkzeug also reports as "too large"."""
     try:
         return request.form, request.files
     except ValueError:
         raise ApiError(400, "invalid_body", "the multipart body could not be parsed") from None
+    except OSError as exc:  # the spool could not be written
+        if disk.is_disk_full(exc):
+            raise refused(rules.disk_full(settings)) from None
+        raise
     except RequestEntityTooLarge:
-        if request.content_length is None or request.content_length > max_upload_bytes:
+        if request.content_length is None or request.content_length > settings.max_upload_bytes:
             raise
         raise ApiError(400, "form_too_large",
                        f"the form may have at most {MAX_FORM_PARTS} parts, and each text field or part "
@@ -95,13 +102,16 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, callbac
     live task that already holds them (which a `callback_url` joins while it waits)."""
     store = ctx.store
     claim = store.claim(dedupe_key(user, kind, settings_key, spool.digest), callback_url=callback_url,
-                        kind=kind, owner=user, digest=spool.digest, **task_fields)
+                        kind=kind, owner=user, digest=spool.digest, photo_bytes=os.path.getsize(spool.path),
+                        limits=rules.claim_limits(ctx.settings), **task_fields)
+    if claim.refused:  # a limit: nothing was stored
+        raise refused(rules.refusal(claim.refused, claim.retry_after, ctx.settings))
     if not claim.is_new:
         return _existing(claim)
     try:
         lifecycle.keep_photo(store, ctx.storage, claim, spool.digest, spool.path)
         with store.redis.pipeline() as pipe:
-            queues.start_task(store, kind, claim.task_id, claim.job_id, ctx.settings, pipe)
+            queues.start_task(store, kind, claim.task_id, user, pipe)
             metrics.task_created(pipe, kind)
             pipe.execute()
     except Exception:
@@ -109,6 +119,17 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, callbac
         raise
     body = {"status": "received", "task": claim.task_id, "result": None}
     return json_response(body, 202, location(claim.task_id))
+
+
+# --- sharing the service fairly (docs/fair-sharing.md) -----------------------------------
+def _check_free_space(ctx: Context) -> None:
+    if disk.short_of_space(ctx.settings.upload_dir, ctx.settings.min_free_bytes):
+        raise refused(rules.disk_full(ctx.settings))
+
+
+def refused(refusal: rules.Refusal) -> ApiError:
+    headers = {} if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
+    return ApiError(refusal.status, refusal.code, refusal.message, headers=headers)
 
 
 def _existing(claim: Claim) -> Response:

@@ -14,6 +14,7 @@ import time
 from src import metrics
 from src.jobs import running
 from src.jobs.resizer import CorruptImage, resize
+from src.limits.disk import is_disk_full
 from src.settings import current_settings
 from src.storage import Storage, StoreUnavailable
 from src.store import Store
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 PROGRESS = {"started": 5, "decoded": 40, "resized": 70, "encoded": 95}
 STORE_WAIT = 4 * queues.RESIZE_JOB_TIMEOUT / 5  # seconds one run waits for the object store
 MAX_STORE_DELAY = 5.0
+DISK_FULL_DELAY = 2.0  # seconds before a run that found the disk full runs again
 
 
 class TaskGone(Exception):
@@ -72,8 +74,15 @@ def _run(store: Store, storage: Storage, task_id: int, task: dict) -> str:
             image = resize(photo, spec, output, report)
         result = {"url": results.url(name), "width": image.width, "height": image.height,
                   "format": spec.format, "bytes": image.bytes}
-        kept = lifecycle.finish_task(store, task_id, result, name, fence=running.fence())
+        kept = lifecycle.finish_task(store, task_id, result, name, fence=running.fence(), result_bytes=image.bytes)
         return "ready" if kept else "task gone"
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # Not the task's fault, nor a loss: its partial file goes (finally), and it runs
+        # again later, when its turn comes after DISK_FULL_DELAY.
+        store.update(task_id, fence=running.fence(), due=time.time() + DISK_FULL_DELAY)
+        return "disk full: runs again later"
     except TaskGone:
         return "task gone"
     except CorruptImage as exc:

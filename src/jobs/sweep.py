@@ -38,13 +38,14 @@ def _fail_if_overdue(store: Store, task_id: int, settings) -> bool:
 
 
 def _check(store: Store, task_id: int, settings) -> str:
-    """Renew the lease of a task whose job is alive; replace a lost one."""
+    """Renew the lease of a task whose job is alive, or that waits for its turn in a
+    backlog (src/tasks/turns.py) or for a run due later; replace a lost one."""
     task = store.get(task_id)
     if task is None or task["state"] not in WAITING:
         store.stop_tracking(task_id)
         return "gone"
     lost = task.get("job_id", "")
-    if store.is_due_later(task_id) or liveness.job_is_alive(store.redis, lost):
+    if task.get("turn") or store.is_due_later(task_id) or liveness.job_is_alive(store.redis, lost):
         store.renew_lease(task_id)
         return "alive"
     return losses.run_lost_job_again(store, task_id, task, lost, settings)

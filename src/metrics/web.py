@@ -16,6 +16,10 @@ from src.metrics.events import SHARED
 METHODS = ("GET", "HEAD", "POST", "DELETE", "PUT", "PATCH", "OPTIONS")
 
 
+REFUSAL_CODES = ("too_many_tasks", "rate_limited", "quota_exceeded", "overloaded", "insufficient_storage",
+                 "unavailable")
+
+
 class WebMetrics:
     def __init__(self, conn: redis.Redis):
         self.registry = CollectorRegistry()
@@ -24,6 +28,12 @@ class WebMetrics:
         self.latency = Histogram("photo_tasks_http_request_duration_seconds",
                                  "Time from a request's arrival to its answer, by method.",
                                  ("method",), registry=self.registry)
+        # Sharing the service fairly (docs/fair-sharing.md): requests turned away, by code.
+        self.refused = Counter("photo_tasks_requests_refused", "Requests refused to share the service fairly "
+                               "or because it is full, unavailable or out of disk, by error code.",
+                               ("code",), registry=self.registry)
+        for code in REFUSAL_CODES:
+            self.refused.labels(code)
         self.registry.register(ServiceCollector(conn))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -32,6 +42,11 @@ class WebMetrics:
         method = method if method in METHODS else "other"
         self.requests.labels(method, str(status)).inc()
         self.latency.labels(method).observe(seconds)
+
+    def count_refusal(self, status: int, code: str) -> None:
+        """Count a 429, 503 or 507 answer by its error code."""
+        if status in (429, 503, 507) and code in REFUSAL_CODES:
+            self.refused.labels(code).inc()
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The body and its content type: Prometheus text, or OpenMetrics when asked for."""

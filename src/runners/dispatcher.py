@@ -1,6 +1,6 @@
-"""`python -m src.runners.dispatcher`: puts due scoring runs on the `score` queue on time
-and in batches, and enqueues the sweeps every SWEEP_INTERVAL. Any number may run. Why not
-RQ's scheduler, and how: docs/architecture.md ("Runs on time, in batches").
+"""`python -m src.runners.dispatcher`: hands the tasks' runs to RQ's queues, on time, in
+batches and in turns by user (src/tasks/turns.py), and enqueues the sweeps every
+SWEEP_INTERVAL. Any number may run. Why not RQ's scheduler, and how: docs/architecture.md ("Runs on time, in batches").
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import redis
 
 from src.settings import Settings, current_settings
 from src.store import Store, connect
-from src.tasks import queues
+from src.tasks import queues, turns
 
 log = logging.getLogger("photo_tasks.dispatcher")
 
 TICK = 0.02  # seconds between looks at `pt:due` when nothing is due
-BATCH = 512  # tasks taken in one go, in jobs of up to queues.SCORE_BATCH
 MAX_PAUSE = 5.0  # longest wait for Redis between tries
 
 
@@ -44,23 +43,14 @@ class Dispatcher:
                 time.sleep(TICK)
 
     def tick(self) -> bool:
-        """Enqueue the runs that are due (and the sweeps when their time comes); True when
-        a full batch was taken, so more may be due already."""
+        """Hand the runs that are due and have their turn to RQ (and enqueue the sweeps when
+        their time comes); True when so many were handed that more may be waiting already."""
         now = time.time()
-        due = self.store.due_tasks(now, BATCH)
-        if due:
-            job_ids = {}
-            for start in range(0, len(due), queues.SCORE_BATCH):
-                chunk = due[start:start + queues.SCORE_BATCH]
-                job_ids.update(dict.fromkeys(chunk, queues.new_job_id(chunk[0])))
-            batches: dict[str, list[int]] = {}
-            for task_id in self.store.take_due(job_ids):
-                batches.setdefault(job_ids[task_id], []).append(task_id)
-            queues.enqueue_scoring_batches(self.store.redis, batches, self.settings)
+        handed = turns.hand_out(self.store, self.settings)  # runs due, and backlogs in turns
         if now >= self.next_sweep:
             queues.enqueue_sweeps(self.store.redis, self.settings.sweep_interval)
             self.next_sweep = now + self.settings.sweep_interval
-        return len(due) == BATCH
+        return handed > 0  # a worker took a job: look again at once
 
     def stop(self, *_) -> None:
         self.stopping = True

@@ -56,11 +56,12 @@ def remove_result_file(store: Store, storage: Storage, name: str) -> None:
     store.remove_result_name(name)
 
 
-def finish_task(store: Store, task_id: int, result, result_file: str = "", fence: str = "") -> bool:
-    """A waiting task is ready; its files go when its keys expire. False when the write is
-    refused (the task was deleted, or its job replaced): then the caller still owns
-    `result_file`."""
-    kind = store.finish(task_id, result, fence, result_file)
+def finish_task(store: Store, task_id: int, result, result_file: str = "", fence: str = "",
+                result_bytes: int = 0) -> bool:
+    """A waiting task is ready; its files go when its keys expire (its result's
+    `result_bytes` count for its owner until then). False when the write is refused (the task
+    was deleted, or its job replaced): then the caller still owns `result_file`."""
+    kind = store.finish(task_id, result, fence, result_file, result_bytes)
     if kind is None:
         return False
     metrics.task_finished(store.redis, kind, "ready")

@@ -1,12 +1,11 @@
 """Putting tasks' jobs on the RQ queues, and cancelling them. Job functions are named by their
-import path, so the web process never imports the job code. Scoring runs are enqueued by the
-dispatcher from `pt:due` (docs/architecture.md).
+import path, so the web process never imports the job code. Every run is handed to RQ by the
+dispatcher, in turns by user (src/tasks/turns.py; docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import math
-import time
 import uuid
 
 import redis
@@ -41,21 +40,21 @@ def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settin
     return Queue(kind, connection=conn).enqueue_job(job, pipeline=pipeline)
 
 
-def start_task(store, kind: str, task_id: int, job_id: str, settings: Settings,
-               pipeline: redis.client.Pipeline) -> None:
-    """Start a new task's work, when the caller executes `pipeline`: a resize job on its
-    queue; a scoring task's first call due at once, so the dispatcher batches first calls as
-    it batches polls."""
-    if kind == SCORE_QUEUE:
-        store.make_due(task_id, time.time(), pipeline)
-    else:
-        enqueue_task(store.redis, kind, task_id, job_id, settings, pipeline)
+def start_task(store, kind: str, task_id: int, owner: str, pipeline: redis.client.Pipeline) -> None:
+    """Start a new task's work, when the caller executes `pipeline`: its first run waits for
+    its turn in its owner's backlog (src/tasks/turns.py), whence the dispatcher hands it to
+    RQ (a scoring task's first call batched as polls are)."""
+    store.join_backlog(task_id, kind, owner, pipeline)
 
 
-def enqueue_scoring_batches(conn: redis.Redis, batches: dict[str, list[int]], settings: Settings) -> None:
-    """Enqueue one scoring job per batch (job id -> its tasks), all in one round trip."""
-    queue = Queue(SCORE_QUEUE, connection=conn)
+def enqueue_jobs(conn: redis.Redis, resizes: dict[int, str], batches: dict[str, list[int]],
+                 settings: Settings) -> None:
+    """Enqueue one resize job per task (task -> job id) and one scoring job per batch (job
+    id -> its tasks), all in one round trip."""
     with conn.pipeline() as pipe:
+        for task_id, job_id in resizes.items():
+            enqueue_task(conn, RESIZE_QUEUE, task_id, job_id, settings, pipe)
+        queue = Queue(SCORE_QUEUE, connection=conn)
         for job_id, task_ids in batches.items():
             queue.enqueue_job(_task_job(conn, SCORE_QUEUE, task_ids, job_id, settings), pipeline=pipe)
         pipe.execute()

@@ -51,6 +51,7 @@ class Application:
         try:
             return router.dispatch(self.ctx, request)
         except ApiError as error:
+            self.ctx.metrics.count_refusal(error.status, error.code)
             return error.response()
         except HTTPException as exc:  # werkzeug's own: 413 while reading, 400 on a broken body
             return _from_http_exception(exc, self.ctx.settings.max_upload_bytes).response()
@@ -61,6 +62,7 @@ class Application:
         except Exception as exc:
             if _unavailable(exc):
                 log.warning("request %s: Redis unavailable: %s", request_id, exc)
+                self.ctx.metrics.count_refusal(503, "unavailable")
                 return ApiError(503, "unavailable", "the task store is unavailable; try again shortly",
                                 headers={"Retry-After": "1"}).response()
             log.exception("request %s failed", request_id)

@@ -32,6 +32,16 @@
     422: "That photo cannot be used",
     429: "Too many requests; wait a moment and try again",
     503: "The service is busy or restarting; try again in a moment",
+    507: "There is no room to keep this photo",
+  };
+
+  // The refusals that share the service fairly, by error code, in words (docs/fair-sharing.md).
+  const REFUSALS = {
+    too_many_tasks: "You already have as many tasks waiting as one person may; send more once some have finished",
+    rate_limited: "You are sending tasks faster than one person may",
+    quota_exceeded: "Your tasks hold all the storage one person may use; delete some tasks to make room",
+    overloaded: "The service is full right now",
+    insufficient_storage: "The service is out of disk space for now",
   };
 
   // ---- talking to the API ----------------------------------------------------------
@@ -59,9 +69,12 @@
 
   /** A sentence for a failed answer, built on the API's own error.message. */
   function explain(response, answer) {
-    const lead = LEADS[response.status] || "Something went wrong on the server";
+    const code = answer && answer.error && answer.error.code;
+    const lead = REFUSALS[code] || LEADS[response.status] || "Something went wrong on the server";
     const message = answer && answer.error && answer.error.message;
-    return message ? `${lead}: ${message}.` : `${lead} (HTTP ${response.status}).`;
+    const text = message ? `${lead}: ${message}.` : `${lead} (HTTP ${response.status}).`;
+    const wait = Number(response.headers.get("Retry-After"));
+    return REFUSALS[code] && wait > 0 ? `${text} Try again in ${wait} s.` : text;
   }
 
   function retryAfter(response, fallback) {
