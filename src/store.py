@@ -241,22 +241,6 @@ redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 return 'replaced'
 """
 
-# Take the tasks whose next run is due, giving each the job id it will run as; returns the
-# task numbers taken. Every dispatcher may call this: ZREM decides who takes a task.
-# KEYS: due, active.  ARGV: task-key prefix, lease end, then task number / job id pairs.
-_TAKE_DUE = _WRITABLE + """
-local taken = {}
-for i = 3, #ARGV, 2 do
-  local key = ARGV[1] .. ARGV[i]
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 and writable(key, '') then
-    redis.call('HSET', key, 'job_id', ARGV[i + 1])
-    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
-    taken[#taken + 1] = ARGV[i]
-  end
-end
-return taken
-"""
-
 
 def connect(url: str, *, fail_fast: bool) -> redis.Redis:
     """A client for `url`. The web process fails fast (503 within a second when Redis is
@@ -303,7 +287,6 @@ class Store:
         self._finish = client.register_script(_FINISH)
         self._delete = client.register_script(_DELETE)
         self._replace_job = client.register_script(_REPLACE_JOB)
-        self._take_due = client.register_script(_TAKE_DUE)
         self._let_go = client.register_script(_LET_GO)
         self._join_backlog = client.register_script(sharing.JOIN_BACKLOG)
         self._take_turns = client.register_script(sharing.TAKE_TURNS)
@@ -414,17 +397,6 @@ class Store:
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     # --- keeping waiting tasks moving (the dispatcher and the sweep) --------------------
-    def take_due(self, job_ids: dict[int, str]) -> list[int]:
-        """Of the tasks in `job_ids` (task -> the id its next job gets), take those still due
-        and waiting; return them."""
-        args = [TASK_PREFIX, self._lease_end(), *_pairs(job_ids)]
-        return [int(t) for t in self._take_due(keys=[DUE_KEY, ACTIVE_KEY], args=args)]
-
-    def make_due(self, task_id: int, at: float, pipeline) -> None:
-        """A new task's first run is due at `at` (queued on `pipeline`)."""
-        pipeline.zadd(DUE_KEY, {task_id: at})
-
-    # --- turns (src/tasks/turns.py) -------------------------------------------------------
     def join_backlog(self, task_id: int, kind: str, owner: str, pipeline) -> None:
         """A new task waits for its turn in its owner's backlog (queued on `pipeline`)."""
         self._join_backlog(keys=[self.task_key(task_id)], args=[task_id, kind, owner], client=pipeline)
@@ -446,9 +418,6 @@ class Store:
         counts = {k.decode(): int(v) for k, v in raw.items()}
         return {"waiting": counts.get("waiting", 0), "bytes": counts.get("bytes", 0),
                 "service_waiting": int(self.redis.get(sharing.WAITING_TOTAL_KEY) or 0)}
-
-    def due_tasks(self, now: float, limit: int) -> list[int]:
-        return [int(t) for t in self.redis.zrangebyscore(DUE_KEY, "-inf", now, start=0, num=limit)]
 
     def is_due_later(self, task_id: int) -> bool:
         return self.redis.zscore(DUE_KEY, task_id) is not None
