@@ -126,6 +126,9 @@ class Service(Client):
         self.stop_workers()
         self._stopping.set()
         self.server.close()
+        # A lone listener's close leaves waitress's threads running (WAIT_SLOTS more than it
+        # serves with): a run of tests would pile them up past the machine's pid_max.
+        self.server.task_dispatcher.shutdown(timeout=2)
 
 
 def wait_for(condition, timeout: float = 10, step: float = 0.05):
