@@ -158,7 +158,8 @@ def worker_registered(launched: Launched, dead_pid: int) -> bool:
 
 
 def web_killed(launched: Launched) -> tuple[dict, str]:
-    chaos.kill(launched.child("wsgi.py"))
+    for web in launched.children("wsgi.py"):  # all WEB_PROCESSES of them: while one runs, it answers
+        chaos.kill(web)
     timer = Timer()
     follow(launched, [], timeout=30, timer=timer, also={"answers again": launched.answers})
     return timer.times, "answers" if launched.answers() else "does not answer"

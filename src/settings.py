@@ -91,6 +91,12 @@ class Settings:
     orphan_grace: float = setting("ORPHAN_GRACE", 3600.0, "seconds a stored photo or result that no task names "
                                   "is kept before the sweep removes it (looked for every tenth of this)",
                                   parse=float)
+    # --- the cost of a task (issue 18) ---
+    web_processes: int = setting("WEB_PROCESSES", os.cpu_count() or 1, "web processes started by `make run` "
+                                 "(and the web container), sharing the port", minimum=1,
+                                 shown="the machine's cores")
+    web_threads: int = setting("WEB_THREADS", 4, "threads of each web process, each answering one request at "
+                               "a time", minimum=1)
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()
