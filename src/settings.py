@@ -97,6 +97,10 @@ class Settings:
                                  shown="the machine's cores")
     web_threads: int = setting("WEB_THREADS", 4, "threads of each web process, each answering one request at "
                                "a time", minimum=1)
+    worker_max_jobs: int = setting("WORKER_MAX_JOBS", 1000, "jobs after which a worker replaces itself with a "
+                                   "fresh process (0: never)")
+    worker_max_memory: int = setting("WORKER_MAX_MEMORY", 300, "MiB of resident memory past which a worker, "
+                                     "once its job is done, replaces itself with a fresh process (0: no bound)")
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, ImageCms, ImageOps
+from PIL import ExifTags, Image, ImageCms, ImageOps, TiffImagePlugin, WebPImagePlugin  # noqa: F401  (see below)
 
 from src.jobs.geometry import Plan, plan
 from src.tasks.resize_spec import ResizeSpec
@@ -41,6 +41,12 @@ BAND_ROWS = 64
 BANDED_ABOVE = 2**21
 # Pillow resizes an image with alpha premultiplied, so no colour bleeds in from clear pixels.
 PREMULTIPLIED = {"RGBA": "RGBa"}
+
+# Pillow imports its format plugins when it first opens or saves an image: 20 ms or more
+# (bench/task_cost.py; docs/cost.md). Done here once, when the worker imports this module,
+# for the formats the service takes: the five Pillow loads first, plus TIFF and WebP
+# (imported above), so it never loads all forty.
+Image.preinit()
 
 PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 ENCODER_OPTIONS = {

@@ -3,10 +3,9 @@
 `sweep_tasks` looks at the waiting tasks nothing has changed for a lease (pt:active):
 - a scoring task past its deadline fails with `scorer_timeout`, whether or not a job of it
   is still to run;
-- a task whose job is gone (its work horse or whole worker killed, Redis lost mid-run, a
-  web process killed between creating the task and enqueuing it) gets a new job; after
-  MAX_LOSSES such losses it fails with `internal_error`. (A worker whose work horse dies
-  does this itself at once: src/runners/worker.py.)
+- a task whose job is gone (its worker killed, Redis lost mid-run, a web process killed
+  between creating the task and enqueuing it) gets a new job; after MAX_LOSSES such losses
+  it fails with `internal_error`.
 `sweep_files` removes the files of finished tasks whose time to live has ended (their keys
 have expired in Redis by themselves), and, every `orphan_scan_interval`, stored photos and
 results that no task names, once they are older than ORPHAN_GRACE (a file being made is

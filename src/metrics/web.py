@@ -44,7 +44,8 @@ class PendingCounts:
     added up here instead, and written in one pipeline by `flush`."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held to count
+        self.flushing = threading.Lock()  # held while written: a scrape's flush waits for one under way
         self.whole: Tally = Tally()
         self.fractions: Tally = Tally()
 
@@ -55,6 +56,10 @@ class PendingCounts:
         self.fractions[field] += amount
 
     def flush(self, conn: redis.Redis) -> None:
+        with self.flushing:
+            self._flush(conn)
+
+    def _flush(self, conn: redis.Redis) -> None:
         with self.lock:
             whole, fractions = self.whole, self.fractions
             self.whole, self.fractions = Tally(), Tally()
