@@ -7,7 +7,8 @@ Fast where it matters:
 - what is left is shrunk by whole factors (`reduce`: a cheap box filter, as Pillow's
   `reducing_gap` does), and only the last step uses the high-quality Lanczos filter;
 - the image is turned upright (EXIF orientation) on the decoded, already smaller pixels, and
-  an image with alpha bound for JPEG is flattened before resizing, not after.
+  an image with alpha bound for JPEG is flattened before resizing, not after;
+- a JPEG is written baseline, with standard tables (ENCODER_OPTIONS).
 
 Lean where it matters (see "Memory" in docs/performance.md): besides the decoded pixels and
 the output, little is held at once: the resize goes in bands, and the decoded pixels are let
@@ -49,8 +50,12 @@ PREMULTIPLIED = {"RGBA": "RGBa"}
 Image.preinit()
 
 PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+# JPEG: baseline with libjpeg's standard Huffman tables and 4:2:0 chroma (bench/encoder.py,
+# docs/cost.md): at 800×600 a progressive, optimised encoding took 15-20× the time of this one
+# (the largest single part of a small photo's resize) to save 6 % of the bytes; optimised
+# tables alone took 2-3× for 1 %.
 ENCODER_OPTIONS = {
-    "jpeg": lambda quality: {"quality": quality, "optimize": True, "progressive": True},
+    "jpeg": lambda quality: {"quality": quality, "optimize": False, "progressive": False},
     "png": lambda quality: {"compress_level": 6},
     "webp": lambda quality: {"quality": quality, "method": 4},
 }
