@@ -94,15 +94,19 @@ class Stack:
         self.log = open(os.path.join(tmp, "launcher.log"), "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "src.local.launcher"], cwd=root, env=full_env,
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(self.url + "readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert self.process.poll() is None and time.monotonic() < deadline, f"{name} did not come up"
-            time.sleep(0.2)
+        deadline = time.monotonic() + 120
+        try:
+            while True:
+                try:
+                    if requests.get(self.url + "readyz", timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                assert self.process.poll() is None and time.monotonic() < deadline, f"{name} did not come up"
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
         with open(os.path.join(tmp, "var", "run", "redis.url")) as url_file:
             self.redis_url = url_file.read().strip()
         self.redis = redis.Redis.from_url(self.redis_url)
