@@ -81,6 +81,16 @@ bench-http: $(VENV)/.dev
 bench-cost: $(VENV)/.dev
 	$(PY) bench/request_cost.py
 
+# What one resize task costs across every process, and where it goes; see docs/cost.md.
+.PHONY: bench-task bench-encoder
+bench-task: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) bench/task_cost.py --rounds 5
+
+# The JPEG encoder's settings, and a small photo's stages; see docs/cost.md.
+bench-encoder: $(VENV)/.dev
+	$(PY) bench/encoder.py --runs 15
+
 # How long the file sweep takes with many stored files in use; see docs/performance.md.
 .PHONY: bench-sweep
 bench-sweep: $(VENV)/.dev

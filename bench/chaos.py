@@ -4,7 +4,6 @@ says a worker is doing. Shared by bench/soak.py and bench/faults.py."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import psutil
@@ -15,7 +14,7 @@ from launched import alive
 
 
 def big_resize(seed: int) -> tuple[bytes, dict[str, str]]:
-    """A photo and resize settings that keep a work horse busy for a second or so (a large
+    """A photo and resize settings that keep a worker busy for a second or so (a large
     PNG of noise made into a large PNG): long enough to be caught mid-resize."""
     return noisy_photo("PNG", (3000, 2000), seed), {"width": "2400", "format": "png"}
 
@@ -34,14 +33,11 @@ def hunt(find, timeout: float, step: float = 0.005):
     return None
 
 
-def work_horse(launched) -> psutil.Process | None:
-    """A resize work horse: the child of a worker that RQ forked into a process group of its
-    own (a worker's other child, RQ's scheduler, stays in the worker's group)."""
-    for worker in launched.children("src.runners.worker"):
-        for child in worker.children():
-            if os.getpgid(child.pid) == child.pid:
-                return child
-    return None
+def resizing_worker(launched) -> psutil.Process | None:
+    """A worker process in the middle of a resize: RQ has it busy on a job of the `resize`
+    queue (resizes run in the worker process itself: there is no work horse)."""
+    run = _running(launched, "src.jobs.resize.")
+    return run[0] if run else None
 
 
 def scoring_worker(launched, held: float = 0.3) -> psutil.Process | None:
@@ -49,21 +45,21 @@ def scoring_worker(launched, held: float = 0.3) -> psutil.Process | None:
     fault): RQ has it busy on a job of the `score` queue (scoring runs in the worker process
     itself), and still on the same job `held` seconds later, when an ordinary run would
     have ended long before."""
-    first = _scoring_run(launched)
+    first = _running(launched, "src.jobs.score.")  # a run of one task or a batch
     if first is None:
         return None
     time.sleep(held)
-    return first[0] if _scoring_run(launched) == first else None
+    return first[0] if _running(launched, "src.jobs.score.") == first else None
 
 
-def _scoring_run(launched) -> tuple[psutil.Process, str] | None:
-    """A live worker of the launcher that RQ says is running a scoring job, and that job."""
+def _running(launched, functions: str) -> tuple[psutil.Process, str] | None:
+    """A live worker of the launcher that RQ says is running a job of `functions`, and that job."""
     pids = {child.pid for child in launched.children("src.runners.worker")}
     for worker in Worker.all(connection=launched.redis):
         if worker.pid not in pids or not alive(worker.pid) or worker.get_state() != "busy":
             continue
         job = worker.get_current_job()
-        if job is not None and job.func_name.startswith("src.jobs.score."):  # a run of one task or a batch
+        if job is not None and job.func_name.startswith(functions):
             return psutil.Process(worker.pid), job.id
     return None
 

@@ -9,8 +9,9 @@ seconds from the fault):
 - a scoring run killed mid-call (kill -9 of the worker running it: scoring runs in the
   worker process), the scorer holding the call 5 s: until the job calls the scorer again,
   and until the task is ready;
-- a resize work horse killed mid-resize: until the task is ready (one result file);
-- a worker's main process killed while its horse resizes: until the task is ready, until
+- a worker killed mid-resize (resizes run in the worker: there is no work horse any more):
+  until the task is ready (one result file);
+- the same, timed until the task is ready, until
   the supervisor's new worker is registered with RQ, and how many GETs failed meanwhile;
 - the web server killed: until it answers again;
 - the embedded valkey killed with 20 scoring tasks waiting (the scorer answers `wait` 3
@@ -135,7 +136,7 @@ def scoring_run_killed(launched: Launched) -> tuple[dict, str]:
 def resize_horse_killed(launched: Launched) -> tuple[dict, str]:
     before = results_count(launched)
     task = post_resize(launched)
-    chaos.kill(chaos.hunt(lambda: chaos.work_horse(launched), timeout=15))
+    chaos.kill(chaos.hunt(lambda: chaos.resizing_worker(launched), timeout=15))
     timer = Timer()
     ended = follow(launched, [task], timeout=90, timer=timer)
     return timer.times, (
@@ -144,7 +145,7 @@ def resize_horse_killed(launched: Launched) -> tuple[dict, str]:
 
 def worker_killed(launched: Launched) -> tuple[dict, str]:
     task = post_resize(launched)
-    worker = chaos.hunt(lambda: chaos.work_horse(launched), timeout=15).parent()
+    worker = chaos.hunt(lambda: chaos.resizing_worker(launched), timeout=15)
     chaos.kill(worker)
     timer = Timer()
     ended = follow(launched, [task], timeout=90, timer=timer,
@@ -159,7 +160,8 @@ def worker_registered(launched: Launched, dead_pid: int) -> bool:
 
 
 def web_killed(launched: Launched) -> tuple[dict, str]:
-    chaos.kill(launched.child("wsgi.py"))
+    for web in launched.children("wsgi.py"):  # all WEB_PROCESSES of them: while one runs, it answers
+        chaos.kill(web)
     timer = Timer()
     follow(launched, [], timeout=30, timer=timer, also={"answers again": launched.answers})
     return timer.times, "answers" if launched.answers() else "does not answer"
@@ -274,8 +276,8 @@ STORE: dict = {}  # the bench's `weed`, for store_killed
 PHASES = random.Random(7)
 SCENARIOS = {  # name: (function, what it is, runs at most)
     "scoring": (scoring_run_killed, "kill -9 of the worker running a scoring job, mid-call", None),
-    "horse": (resize_horse_killed, "kill -9 of a resize work horse, mid-resize", None),
-    "worker": (worker_killed, "kill -9 of a worker's main process while its horse resizes", None),
+    "horse": (resize_horse_killed, "kill -9 of a worker mid-resize (no work horse: resizes run in it)", None),
+    "worker": (worker_killed, "kill -9 of a worker mid-resize, until a new one is registered", None),
     "web": (web_killed, "kill -9 of the web server", None),
     "valkey": (valkey_killed, "kill -9 of the embedded valkey, 20 scoring tasks waiting", None),
     "hang": (valkey_hung, f"valkey stopped (SIGSTOP) for {HANG} s, 20 scoring tasks waiting", None),

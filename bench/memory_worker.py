@@ -1,8 +1,10 @@
 """The worker of bench/web_memory.py: our TaskWorker (src/runners/worker.py) in burst mode, set up as
 `python -m src.runners.worker` sets it up, in a process that imports what that imports and no more
-(the benchmark's own imports would be inherited by every work horse it forks). Prints, as
-JSON, the peak RSS of its work horses (getrusage, in KiB on Linux) and its own (VmHWM:
-getrusage's figure for the process itself would carry over its parent's peak across exec).
+(the benchmark's own imports would count in the worker's memory). Resizes run in the worker
+process itself. Prints, as JSON, its own peak RSS (VmHWM: getrusage's figure would carry
+over its parent's peak across exec) and its RSS once the job is done (VmRSS: what
+WORKER_MAX_MEMORY is compared with), and, for a worker from before there were no work horses,
+the peak RSS of its work horses (getrusage, in KiB on Linux).
 
     python bench/memory_worker.py [--warm ROUNDS]
 
@@ -49,9 +51,9 @@ def main() -> None:
     conn = connect(current_settings().redis_url, fail_fast=False)
     TaskWorker([Queue(name, connection=conn) for name in QUEUES], connection=conn).work(burst=True)
     with open("/proc/self/status") as status:
-        own_peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+        fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status if line.startswith("Vm")}
     print(json.dumps({"children_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-                      "own_peak_rss": own_peak}))
+                      "own_peak_rss": fields["VmHWM"], "own_rss_after": fields["VmRSS"]}))
 
 
 if __name__ == "__main__":

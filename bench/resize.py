@@ -71,6 +71,7 @@ IMAGES = {  # name: (file, size); 4:3 sizes that fit 800×600 exactly, so output
     "12mp": ("photo-12mp.jpg", (4000, 3000)),
     "48mp": ("photo-48mp.jpg", (8000, 6000)),
     "png": ("photo-6mp-rgba.png", (2800, 2100)),
+    "2mp": ("photo-2mp.jpg", (1600, 1200)),  # a phone photo sent at 2 MP (bench/task_cost.py)
 }
 
 

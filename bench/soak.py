@@ -133,11 +133,11 @@ class Chaos(threading.Thread):
         return f"kill -9 pid {chaos.kill(process)} (busy on a scoring job: mid-call)"
 
     def kill_work_horse(self) -> str:
-        self.load.big_resize()  # a resize that takes its horse a second or so
-        process = chaos.hunt(lambda: chaos.work_horse(self.launched), timeout=15)
+        self.load.big_resize()  # a resize that takes its worker a second or so
+        process = chaos.hunt(lambda: chaos.resizing_worker(self.launched), timeout=15)
         if process is None:
-            return "skipped: no work horse was seen within 15 s"
-        return f"kill -9 pid {chaos.kill(process)} (a resize work horse, mid-resize)"
+            return "skipped: no worker was seen resizing within 15 s"
+        return f"kill -9 pid {chaos.kill(process)} (a worker mid-resize: resizes run in it, no work horse)"
 
     def kill_store(self) -> str:
         self.weed.kill()

@@ -6,7 +6,8 @@ few hundred KB on the wire; the figure is how far they raise the process's peak 
 (VmHWM). The baseline, in the same run: the same number of uploads of a 0.3 MP PNG.
 
 Worker: a 48 MP JPEG resized to width 1024 by our worker in burst mode (bench/memory_worker.py;
-the job runs in its forked work horse); the figure is the work horse's peak RSS. The
+the job runs in the worker process: no work horse); the figure is the worker's peak RSS
+(and its RSS once the job is done, after it gave the freed memory back). The
 baseline: a 0.5 MP JPEG, the same way. With --warm ROUNDS, each worker first makes ROUNDS
 batches of scorer calls, as a worker that has been scoring has, against the bundled scorer
 simulator (started here, in a process of its own).
@@ -175,8 +176,9 @@ def main() -> None:
                 for name in ("small jpeg", "large jpeg"):
                     redis_flush(redis)  # the uploads above queued jobs: this worker runs only ours
                     peaks = worker_peaks(env, args.width, photos[name], args.warm)
-                    figures[name].append(peaks["children_peak_rss"])
-                    figures["worker"].append(peaks["own_peak_rss"])
+                    figures[name].append(max(peaks["children_peak_rss"], peaks["own_peak_rss"]))
+                    if name == "large jpeg":
+                        figures["worker"].append(peaks["own_rss_after"])
                 print(f"run {run + 1}: " + ", ".join(f"{name} {value[-1] / MIB:.1f} MiB"
                                                   for name, value in figures.items()), file=sys.stderr)
         finally:
@@ -191,10 +193,10 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     print(f"| web peak RSS growth, {args.uploads} concurrent uploads | {mib(figures['small png'])} MiB (0.3 MP PNG) "
           f"| {mib(figures['large png'])} MiB (45 MP PNG) | {large_png / max(small_png, 1):.2f}× |")
-    print(f"| work horse peak RSS, one resize | {mib(figures['small jpeg'])} MiB (0.5 MP JPEG) "
+    print(f"| worker peak RSS, one resize | {mib(figures['small jpeg'])} MiB (0.5 MP JPEG) "
           f"| {mib(figures['large jpeg'])} MiB (48 MP JPEG) "
           f"| {statistics.median(figures['large jpeg']) / statistics.median(figures['small jpeg']):.2f}× |")
-    print(f"\nThe worker that forks the work horse: peak RSS {mib(figures['worker'])} MiB"
+    print(f"\nThe worker's RSS once its last job (the 48 MP one) was done: {mib(figures['worker'])} MiB"
           f"{f', after {args.warm} batches of scorer calls' if args.warm else ''}. Every resize: width {args.width}.")
 
 

@@ -148,6 +148,16 @@ class Settings:
                              "`overloaded`")
     min_free_bytes: int = setting("MIN_FREE_BYTES", 256 * 1024 ** 2, "free bytes the upload file system keeps; "
                                   "below it, POST answers 507 `insufficient_storage`")
+    # --- the cost of a task (issue 18) ---
+    web_processes: int = setting("WEB_PROCESSES", os.cpu_count() or 1, "web processes started by `make run` "
+                                 "(and the web container), sharing the port", minimum=1,
+                                 shown="the machine's cores")
+    web_threads: int = setting("WEB_THREADS", 4, "threads of each web process, each answering one request at "
+                               "a time", minimum=1)
+    worker_max_jobs: int = setting("WORKER_MAX_JOBS", 1000, "jobs after which a worker replaces itself with a "
+                                   "fresh process (0: never)")
+    worker_max_memory: int = setting("WORKER_MAX_MEMORY", 300, "MiB of resident memory past which a worker, "
+                                     "once its job is done, replaces itself with a fresh process (0: no bound)")
     # The variables that were set, for the settings whose default means "start one":
     # `make run` starts the embedded Redis and the simulator only when theirs are unset.
     given: frozenset[str] = frozenset()

@@ -5,6 +5,7 @@ fault benches (bench/faults.py, bench/soak.py)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -68,6 +69,21 @@ class Launched(Client):
         answer = requests.post(url, json=settings, timeout=5) if post else requests.get(url, timeout=5)
         answer.raise_for_status()
         return answer
+
+    def served_by(self, path: str = "/healthz", method: str = "GET") -> int:
+        """The pid of the web process that answers `method` `path` on a new connection: the
+        one holding the other end of it, found while the connection is still open."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as conn:
+            conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+            client = conn.getsockname()
+            for web in self.children("wsgi.py"):
+                try:
+                    if any(c.raddr and tuple(c.raddr) == client for c in web.net_connections("tcp")):
+                        return web.pid
+                except psutil.Error:
+                    pass
+        raise AssertionError("no web process holds the connection")
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as file:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 import redis
 import requests
+from rq import Worker
 
 from harness import (
     Service,
@@ -79,48 +80,31 @@ def test_a_task_whose_job_is_lost_three_times_fails(make_service, scorer):
     assert "lost 3 times" in body["error"]["message"]
 
 
-def resize_and_kill_its_work_horse(service) -> int:
-    """Post a resize big enough to take a while, kill -9 the work horse running it; its task."""
+def resize_and_kill_its_worker(service) -> int:
+    """Post a resize big enough to take a while, kill -9 the worker running it (resizes run in
+    the worker process: no work horse); its task."""
     worker = psutil.Process(service.workers[1].pid)
-    # The worker's other child is RQ's scheduler process, forked once it holds its locks:
-    # wait for it, so that the only new child after the POST is the work horse.
-    redis = service.redis_client()
-    assert wait_until(lambda: redis.exists("rq:scheduler-lock:resize") and worker.children(), timeout=20)
-    before = {child.pid for child in worker.children()}
     photo = noisy_photo("PNG", size=(3000, 2000), seed=7)
     answer = service.post(photo, filename="big.png", content_type="image/png", width=300)
     assert answer.status_code == 202, answer.text
-
-    def horse():
-        return next((c for c in worker.children() if c.pid not in before), None)
-
-    process = wait_until(horse, timeout=10, interval=0.01)
-    assert process, "no work horse was seen"
-    process.kill()
-    return answer.json()["task"]
+    task = answer.json()["task"]
+    running = wait_until(lambda: 5 <= service.get(task).json().get("progress", 0) < 100, timeout=10, interval=0.005)
+    assert running, "the resize was not seen running"
+    worker.kill()
+    return task
 
 
-def test_a_killed_resize_work_horse_has_its_job_run_again(make_service, redis_client):
+def test_a_worker_killed_mid_resize_has_its_job_run_again_once(make_service, redis_client):
     service = make_service(workers=1)
-    task = resize_and_kill_its_work_horse(service)
+    task = resize_and_kill_its_worker(service)
+    service.start_workers(1)  # what `make run`'s supervisor does
     done = service.wait_done(task, timeout=30)
     assert done.json()["status"] == "ready", done.text
     assert done.json()["result"]["width"] == 300
+    assert redis_client.hget(f"pt:task:{task}", "losses") == b"1"
     # the killed run's partial file is gone: only the photo and the one result remain
     results = [p for p in files_under(service.settings.upload_dir) if p.startswith("results/")]
     assert len(results) == 1
-
-
-def test_a_killed_work_horse_is_run_again_at_once_not_a_lease_later(make_service, redis_client):
-    """The worker sees its horse die: the job runs again without waiting for the sweep
-    (here a lease is 60 s), counted as one loss."""
-    service = make_service(workers=1, sweep_interval=30)
-    task = resize_and_kill_its_work_horse(service)
-    killed = time.monotonic()
-    done = service.wait_done(task, timeout=30)
-    assert done.json()["status"] == "ready", done.text
-    assert time.monotonic() - killed < 20
-    assert redis_client.hget(f"pt:task:{task}", "losses") == b"1"
 
 
 def test_the_deadline_holds_even_when_no_job_will_run(make_service, scorer):
@@ -310,3 +294,28 @@ def test_a_post_that_finds_the_photo_lock_left_held_is_a_503_not_a_500(make_serv
     upload_dir = service.settings.upload_dir
     assert wait_until(lambda: not leftovers(upload_dir), timeout=30), leftovers(upload_dir)
     assert start_task(service, photo)  # once the lock has gone
+
+
+def worker_log(service) -> str:
+    with open(os.path.join(service.settings.upload_dir, "..", "workers.log"), errors="replace") as log:
+        return log.read()
+
+
+@pytest.mark.parametrize("bound, why", [({"worker_max_jobs": 2}, "2 jobs done (WORKER_MAX_JOBS)"),
+                                        ({"worker_max_memory": 1}, "MiB resident (WORKER_MAX_MEMORY)")])
+def test_a_worker_past_its_bound_is_replaced_by_a_fresh_process(make_service, redis_client, bound, why):
+    """Resizes run in the worker process; isolation is a worker replaced past a job count or a
+    memory bound (after a job, counting the sweeps' own), in the same process (exec), so
+    nothing needs to restart it, and tasks keep finishing across replacements."""
+    service = make_service(workers=1, **bound)
+    pid = service.workers[1].pid
+    started = f"started with PID {pid}"
+    for seed in range(4):  # each replaced worker's successor takes the next task
+        answer = service.post(make_photo(300 + seed), width=20)
+        assert answer.status_code == 202, answer.text
+        done = service.wait_done(answer.json()["task"], timeout=30)
+        assert done.json()["status"] == "ready", done.text
+    assert wait_until(lambda: worker_log(service).count(started) >= 3, timeout=10)  # 2 replacements at least
+    assert why in worker_log(service)
+    assert service.workers[1].poll() is None  # the same process all along
+    assert wait_until(lambda: len(Worker.all(connection=redis_client)) == 1, timeout=10)  # old ones deregistered

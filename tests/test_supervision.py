@@ -8,9 +8,11 @@ and the last one stops it with SIGTERM.
 from __future__ import annotations
 
 import base64
+import collections
 import glob
 import io
 import os
+import re
 import signal
 import threading
 
@@ -33,8 +35,9 @@ class Launched(make_run.Launched):
     """The launcher with two workers and short delays, and a way to follow a scoring task."""
 
     def __init__(self, tmp_path):
-        super().__init__(str(tmp_path), WORKERS="2", SCORER_RETRY_DELAY="0.2", SCORER_TIMEOUT="20",
-                         WEBHOOK_SECRET=WEBHOOK_SECRET, CALLBACK_ALLOW_PRIVATE="1")  # + the callback deliverer
+        super().__init__(str(tmp_path), WORKERS="2", WEB_PROCESSES="2", SCORER_RETRY_DELAY="0.2",
+                         SCORER_TIMEOUT="20", WEBHOOK_SECRET=WEBHOOK_SECRET,
+                         CALLBACK_ALLOW_PRIVATE="1")  # + the callback deliverer
 
     def score(self, seed: int, timeout: float = 30) -> dict:
         """A new scoring task, followed until it is no longer waiting."""
@@ -68,15 +71,57 @@ def launched(tmp_path_factory):
         print(launched.log())  # shown by pytest when a test failed
 
 
-def test_a_killed_web_server_is_back_and_the_rest_keeps_working(launched):
-    web = launched.child("wsgi.py")
-    workers = {worker.pid for worker in launched.children("src.runners.worker")}
-    web.kill()
+def web_pids(launched: Launched) -> set[int]:
+    return {web.pid for web in launched.children("wsgi.py")}
 
-    wait_for(lambda: replaced(launched, "wsgi.py", web.pid) and launched.answers(), timeout=15)
+
+def answering(launched: Launched, tries: int = 200) -> set[int]:
+    """The web processes seen answering, one new connection at a time, until each of them
+    has (or `tries` connections were made)."""
+    pids, seen = web_pids(launched), set()
+    for _ in range(tries):
+        seen.add(launched.served_by())
+        if seen >= pids:
+            break
+    return seen
+
+
+def test_two_web_processes_share_the_port_and_both_answer(launched):
+    pids = web_pids(launched)
+    assert len(pids) == 2
+    assert answering(launched) == pids
+
+
+def test_a_killed_web_process_is_restarted_alone_while_the_other_serves(launched):
+    killed, other = sorted(web_pids(launched))
+    workers = {worker.pid for worker in launched.children("src.runners.worker")}
+    [victim] = [web for web in launched.children("wsgi.py") if web.pid == killed]
+    victim.kill()
+
+    for _ in range(20):  # meanwhile every connection is answered, by the other one
+        assert launched.served_by() == other
+        if replaced(launched, "wsgi.py", killed) and len(web_pids(launched)) == 2:
+            break
+    wait_for(lambda: len(web_pids(launched)) == 2 and killed not in web_pids(launched), timeout=15)
+    assert other in web_pids(launched)  # not restarted with it
+    assert answering(launched) == web_pids(launched)
     assert launched.score(1)["status"] == "ready"
     assert {worker.pid for worker in launched.children("src.runners.worker")} == workers
-    assert "web server (pid %d) was killed by SIGKILL" % web.pid in launched.log()
+    assert f"(pid {killed}) was killed by SIGKILL" in launched.log()
+
+
+def test_metrics_count_the_requests_answered_by_every_web_process(launched):
+    def heads(text: str) -> float:
+        match = re.search(r'^photo_tasks_http_requests_total\{method="HEAD",status="200"\} ([0-9.e+]+)$', text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    scrape = lambda: heads(requests.get(launched.url + "metrics", timeout=5).text)  # noqa: E731
+    before = scrape()
+    served = collections.Counter(launched.served_by(method="HEAD") for _ in range(40))
+    assert len(served) == 2  # both processes answered some of them
+    # Each process writes its counts at least every second (the scraped one, first thing).
+    wait_for(lambda: scrape() >= before + 40, timeout=10)
+    assert scrape() == before + 40
 
 
 def test_a_killed_worker_is_replaced_and_leaves_nothing_running(launched):
@@ -100,24 +145,32 @@ def test_a_killed_worker_is_replaced_and_leaves_nothing_running(launched):
 def test_an_upload_cut_short_by_a_killed_web_server_leaves_no_file(launched):
     spools = os.path.join(launched.upload_dir, "tmp")
     spooled = lambda: glob.glob(os.path.join(spools, "*", "upload-*"))  # noqa: E731
-    for attempt in range(5):  # until we catch the web process with an upload spooled
-        web = launched.child("wsgi.py")
+    for attempt in range(5):  # until we catch a web process with an upload spooled
+        webs = launched.children("wsgi.py")
         sender = threading.Thread(target=post_quietly, args=(launched, big_upload(attempt)), daemon=True)
         sender.start()
         wait_for(lambda: spooled() or not sender.is_alive(), timeout=30, step=0.002)
-        web.suspend()  # so the spool cannot be finished and removed while we look
+        for web in webs:
+            web.suspend()  # so the spool cannot be finished and removed while we look
         if spooled():
             break
-        web.resume()
+        for web in webs:
+            web.resume()
     else:
         pytest.fail("never caught an upload being spooled")
-    web.kill()
+    # The spool's folder is named <host>-<pid>-<random>: the process receiving it.
+    [owner] = [web for web in webs if f"-{web.pid}-" in os.path.basename(os.path.dirname(spooled()[0]))]
+    owner.kill()
+    for web in webs:
+        if web.pid != owner.pid:
+            web.resume()
 
-    wait_for(lambda: replaced(launched, "wsgi.py", web.pid) and launched.answers(), timeout=15)
+    wait_for(lambda: replaced(launched, "wsgi.py", owner.pid) and len(web_pids(launched)) == 2, timeout=15)
+    wait_for(lambda: answering(launched, tries=50) == web_pids(launched), timeout=15)  # the new one is serving
     left = [path for path in glob.glob(os.path.join(spools, "**"), recursive=True)
             if os.path.isfile(path) and not path.endswith(".lock")]
     assert left == []
-    assert len(glob.glob(os.path.join(spools, "*.lock"))) == 1  # the new web process's own
+    assert len(glob.glob(os.path.join(spools, "*.lock"))) == 2  # the two web processes' own
 
 
 def big_upload(seed: int) -> bytes:
@@ -166,7 +219,7 @@ def test_a_killed_deliverer_is_replaced_and_callbacks_still_come(launched):
 
 def test_sigterm_stops_every_child_promptly(launched):
     started = [process.pid for process in psutil.Process(launched.process.pid).children(recursive=True)]
-    assert len(started) >= 6  # valkey, simulator, two workers (and a scheduler), deliverer, web
+    assert len(started) >= 7  # valkey, simulator, two workers (and a scheduler), deliverer, two web processes
 
     launched.process.send_signal(signal.SIGTERM)
     assert launched.process.wait(timeout=10) == 0

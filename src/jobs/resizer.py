@@ -7,7 +7,8 @@ Fast where it matters:
 - what is left is shrunk by whole factors (`reduce`: a cheap box filter, as Pillow's
   `reducing_gap` does), and only the last step uses the high-quality Lanczos filter;
 - the image is turned upright (EXIF orientation) on the decoded, already smaller pixels, and
-  an image with alpha bound for JPEG is flattened before resizing, not after.
+  an image with alpha bound for JPEG is flattened before resizing, not after;
+- a JPEG is written baseline, with standard tables (ENCODER_OPTIONS).
 
 Lean where it matters (see "Memory" in docs/performance.md): besides the decoded pixels and
 the output, little is held at once: the resize goes in bands, and the decoded pixels are let
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import ExifTags, Image, ImageCms, ImageOps
+from PIL import ExifTags, Image, ImageCms, ImageOps, TiffImagePlugin, WebPImagePlugin  # noqa: F401  (see below)
 
 from src.jobs.geometry import Plan, plan
 from src.tasks.resize_spec import ResizeSpec
@@ -43,9 +44,19 @@ BANDED_ABOVE = 2**21
 # Pillow resizes an image with alpha premultiplied, so no colour bleeds in from clear pixels.
 PREMULTIPLIED = {"RGBA": "RGBa"}
 
+# Pillow imports its format plugins when it first opens or saves an image: 20 ms or more
+# (bench/task_cost.py; docs/cost.md). Done here once, when the worker imports this module,
+# for the formats the service takes: the five Pillow loads first, plus TIFF and WebP
+# (imported above), so it never loads all forty.
+Image.preinit()
+
 PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+# JPEG: baseline with libjpeg's standard Huffman tables and 4:2:0 chroma (bench/encoder.py,
+# docs/cost.md): at 800×600 a progressive, optimised encoding took 15-20× the time of this one
+# (the largest single part of a small photo's resize) to save 6 % of the bytes; optimised
+# tables alone took 2-3× for 1 %.
 ENCODER_OPTIONS = {
-    "jpeg": lambda quality: {"quality": quality, "optimize": True, "progressive": True},
+    "jpeg": lambda quality: {"quality": quality, "optimize": False, "progressive": False},
     "png": lambda quality: {"compress_level": 6},
     "webp": lambda quality: {"quality": quality, "method": 4},
 }

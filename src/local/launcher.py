@@ -3,11 +3,11 @@
 Decides what to start, in order: a private valkey-server under $VAR_DIR/redis (when REDIS_URL
 is unset), the scorer simulator (when SCORER_URL is unset), $WORKERS RQ workers (with RQ's
 scheduler), the dispatcher (src/runners/dispatcher.py), the callback deliverer
-(src/runners/deliverer.py, when WEBHOOK_SECRET is set) and the web server.
-`src/local/supervisor.py` keeps them running: a child that dies is restarted with backoff,
-and Ctrl-C or SIGTERM stops them all. Children run in their own sessions, so a Ctrl-C
-reaches only this process, which then stops them; and they get SIGTERM should it be killed
-outright.
+(src/runners/deliverer.py, when WEBHOOK_SECRET is set) and $WEB_PROCESSES web processes on
+one port (src/local/web_processes.py). `src/local/supervisor.py` keeps them running: a child
+that dies is restarted with backoff, and Ctrl-C or SIGTERM stops them all. Children run in
+their own sessions, so a Ctrl-C reaches only this process, which then stops them; and they
+get SIGTERM should it be killed outright.
 
 While it runs, the embedded server's URL is in $VAR_DIR/run/redis.url (for `make dashboard`).
 """
@@ -20,7 +20,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 
+from src.local import web_processes
 from src.local.embedded_redis import EmbeddedRedis, free_port
 from src.local.supervisor import Child, Supervisor, say
 from src.settings import Settings, SettingsError
@@ -33,8 +36,8 @@ def _python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def _listening_on(port: int, what: str, timeout: float = 30):
-    """A `Child.ready` check: the child accepts connections on `port`."""
+def _ready_when(probe: Callable[[], None], what: str, failing: str, timeout: float = 30):
+    """A `Child.ready` check: `probe()` returns (does not raise OSError) while the child runs."""
 
     def wait(process: subprocess.Popen) -> None:
         deadline = time.monotonic() + timeout
@@ -42,13 +45,26 @@ def _listening_on(port: int, what: str, timeout: float = 30):
             if process.poll() is not None:
                 raise RuntimeError(f"{what} exited with code {process.returncode}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                probe()
                 return
             except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s")
+                time.sleep(0.05)
+        raise RuntimeError(f"{what} {failing} within {timeout:g} s")
 
     return wait
+
+
+def _listening_on(port: int, what: str, timeout: float = 30):
+    """A `Child.ready` check: the child accepts connections on `port`."""
+    return _ready_when(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.2).close(), what,
+                       f"did not listen on port {port}", timeout)
+
+
+def _answering(port: int, what: str):
+    """A `Child.ready` check for a web process: it runs, and GET /healthz on `port` answers
+    (the sockets are listening before any web process is started)."""
+    return _ready_when(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close(), what,
+                       f"did not answer on port {port}")
 
 
 def _check_port_free(port: int) -> None:
@@ -83,6 +99,7 @@ class Launcher:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # completed by start() as it goes
         self.supervisor = Supervisor(cwd=ROOT, env=self.env)
         self.url_file: RedisUrlFile | None = None
+        self.sockets: list = []
 
     def start(self) -> None:
         settings = self.settings
@@ -110,13 +127,17 @@ class Launcher:
         self.supervisor.start(Child("dispatcher", _python("-m", "src.runners.dispatcher")))
         if settings.webhook_secret:  # without it no callback_url is taken
             self.supervisor.start(Child("callback deliverer", _python("-m", "src.runners.deliverer")))
-        self.supervisor.start(Child("web server", _python("wsgi.py"),
-                                    ready=_listening_on(settings.port, "the web server")))
-        say(f"ready: http://127.0.0.1:{settings.port}/  ({settings.workers} workers; "
-            "a child that dies is restarted; Ctrl-C stops all)")
+        self.sockets = web_processes.listen(settings)  # held here: every web process accepts from them
+        for child in web_processes.web_children(settings, self.sockets, self.env):
+            child.ready = _answering(settings.port, child.name)
+            self.supervisor.start(child)
+        say(f"ready: http://127.0.0.1:{settings.port}/  ({settings.web_processes} web processes, "
+            f"{settings.workers} workers; a child that dies is restarted; Ctrl-C stops all)")
 
     def stop(self) -> None:
         self.supervisor.stop()
+        for sock in self.sockets:
+            sock.close()
         if self.url_file:
             self.url_file.remove()
         say("stopped")

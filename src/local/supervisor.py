@@ -63,13 +63,14 @@ class Child:
     command: list[str]
     ready: Callable[[subprocess.Popen], None] | None = None
     stop_last: bool = False
+    popen: dict = field(default_factory=dict)  # this child's own Popen arguments (env, pass_fds)
     process: subprocess.Popen | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
     restart_at: float = field(default=0.0, init=False)
     backoff: float = field(default=FIRST_BACKOFF, init=False)
 
     def start(self, **popen_kwargs) -> None:
-        self.process = spawn(self.command, **popen_kwargs)
+        self.process = spawn(self.command, **{**popen_kwargs, **self.popen})
         self.started_at = time.monotonic()
 
     def check(self, now: float, **popen_kwargs) -> None:

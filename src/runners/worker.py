@@ -1,27 +1,30 @@
 """`python -m src.runners.worker`: one RQ worker on the service's queues, with RQ's
-scheduler. It forks a work horse only for resizes, keeps a liveness heartbeat in Redis, has
-a killed horse's job run again at once, and outlives Redis outages. docs/architecture.md
-says why each.
+scheduler. Every job runs in the worker process itself, resizes as scoring runs (a work
+horse forked per job cost a resize about 14 ms of CPU: docs/cost.md); isolation is kept as
+Celery's `max_tasks_per_child` / `max_memory_per_child` keep it: past WORKER_MAX_JOBS jobs or
+WORKER_MAX_MEMORY MiB the worker replaces itself with a fresh process (exec, the same pid). A
+heartbeat keeps `pt:alive:<worker>` in Redis so the sweep can tell a dead worker's job, and
+the process outlives Redis outages. docs/architecture.md says why each.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 
 import redis
-from rq import Queue, Worker
-from rq.worker import WorkerStatus
+from rq import Queue, SimpleWorker
 
 from src.jobs import resize, score  # noqa: F401  loaded once here, not in every job
 from src.settings import current_settings
 from src.storage import preload
-from src.store import Store, connect
-from src.tasks import liveness, losses, queues
+from src.store import connect
+from src.tasks import liveness, queues
 
 log = logging.getLogger("photo_tasks.worker")
 
@@ -32,39 +35,53 @@ MAX_RECONNECT_DELAY = 10.0
 M_ARENA_MAX = -8  # glibc's mallopt() parameter (malloc.h)
 
 
-class TaskWorker(Worker):
-    """An RQ worker that forks only for resizes, and knows which job it is running."""
+class TaskWorker(SimpleWorker):
+    """An RQ worker that runs its jobs in its own process, knows which job it is running, and
+    asks to be replaced past `max_jobs` jobs or `max_memory` bytes of RSS (0: no bound)."""
 
     running_job = ""
     stop_asked = False
     max_connection_wait_time = 5.0  # RQ's backoff while Redis is away: back within 5 s of it
+    max_jobs = 0
+    max_memory = 0
+    jobs_done = 0
+    replace_me = ""  # why this worker should be replaced, once it is
 
     def execute_job(self, job, queue):
         self.running_job = job.id
         try:
-            if queue.name == queues.RESIZE_QUEUE:
-                super().execute_job(job, queue)
-            else:  # as RQ's SimpleWorker does
-                self.prepare_execution(job)
-                self.perform_job(job, queue)
-                self.set_state(WorkerStatus.IDLE)
+            super().execute_job(job, queue)
         finally:
             self.running_job = ""
-
-    def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
-        """RQ's hook for a work horse that died without ending its job (RQ then marks the
-        job failed, but does not call its failure callback)."""
-        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        settings = current_settings()
-        store = Store(self.connection, settings.task_ttl, settings.lease)
-        task_id = job.args[0]
-        task = store.waiting(task_id)
-        if task is not None:
-            losses.run_lost_job_again(store, task_id, task, job.id, settings)
+        if job.func_name.startswith("src.jobs.sweep."):
+            return  # bookkeeping, not a task's job: neither counted nor a reason to go
+        self.jobs_done += 1
+        if queue.name == queues.RESIZE_QUEUE:
+            give_memory_back()
+        if self.max_jobs and self.jobs_done >= self.max_jobs:
+            self.replace_me = f"{self.jobs_done} jobs done (WORKER_MAX_JOBS)"
+        elif self.max_memory and (rss := resident_bytes()) > self.max_memory:
+            self.replace_me = f"{rss / 2**20:.0f} MiB resident (WORKER_MAX_MEMORY)"
+        if self.replace_me:
+            self._stop_requested = True  # RQ's own flag: stop after this job, deregistered
 
     def request_stop(self, signum, frame):
         self.stop_asked = True
         super().request_stop(signum, frame)
+
+
+def give_memory_back() -> None:
+    """Return the free memory of glibc's heap to the system (`malloc_trim`): what a resize's
+    pixels took is free once it is done, but glibc keeps it for reuse."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class Heartbeat(threading.Thread):
@@ -91,12 +108,13 @@ class Heartbeat(threading.Thread):
             pass
 
 
-def run_once(settings) -> bool:
-    """Run one RQ worker until it stops; True when it stopped because it was asked to."""
+def run_once(settings) -> TaskWorker:
+    """Run one RQ worker until it stops."""
     conn = connect(settings.redis_url, fail_fast=False)
     worker = TaskWorker([Queue(name, connection=conn) for name in queues.QUEUES], connection=conn,
                         worker_ttl=WORKER_TTL, job_monitoring_interval=JOB_MONITORING_INTERVAL,
                         maintenance_interval=MAINTENANCE_INTERVAL)
+    worker.max_jobs, worker.max_memory = settings.worker_max_jobs, settings.worker_max_memory * 2**20
     heartbeat = Heartbeat(settings.redis_url, worker, settings.lease)
     heartbeat.start()
     try:
@@ -104,14 +122,22 @@ def run_once(settings) -> bool:
     finally:
         heartbeat.stopped.set()
         heartbeat.join()
-    return worker.stop_asked
+    return worker
+
+
+def replace_this_process(why: str) -> None:
+    """Start afresh in this process (exec): the same pid and session, new memory."""
+    log.info("replacing this worker with a fresh process: %s", why)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "src.runners.worker"])
 
 
 def limit_malloc_arenas() -> None:
     """At most 2 malloc arenas in this process, as MALLOC_ARENA_MAX=2 would set, before any
     thread starts. glibc gives threads that allocate arenas of their own (up to 8 per core);
-    those of the scoring calls' threads keep memory that every work horse forked for a
-    resize inherits (6 MiB of its peak: "Memory" in docs/performance.md)."""
+    those of the scoring calls' threads keep memory the worker holds while it resizes
+    (6 MiB of a resize's peak: "Memory" in docs/performance.md)."""
     try:
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
     except OSError:
@@ -127,7 +153,10 @@ def main() -> None:
     while True:
         started = time.monotonic()
         try:
-            if run_once(settings):
+            worker = run_once(settings)
+            if worker.replace_me and not worker.stop_asked:
+                replace_this_process(worker.replace_me)
+            if worker.stop_asked:
                 return
         except redis.RedisError as exc:
             log.warning("Redis unavailable (%s)", exc)

@@ -1,6 +1,5 @@
-"""The lost-job rule, for the sweep (a job whose lease ran out) and for a worker whose work
-horse died: a task whose job will not end gets a new one, until it has been lost
-MAX_LOSSES times."""
+"""The lost-job rule, for the sweep (a job whose lease ran out, its worker gone): a task whose
+job will not end gets a new one, until it has been lost MAX_LOSSES times."""
 
 from __future__ import annotations
 
@@ -17,10 +16,9 @@ MAX_LOSSES = 3
 def run_lost_job_again(store: Store, task_id: int, task: dict, lost: str, settings) -> str:
     """The task's job `lost` will not end: give the task a new job, counting the loss, or
     fail it once it has been lost MAX_LOSSES times. 'replaced', 'fail', or 'moved' when the
-    task no longer waits on `lost`. Also called by a worker whose work horse died. A job
-    started before Redis restarted was lost with Redis, not with its worker: it runs again
-    without counting, so the task ends as it would have (the contract's promise for a Redis
-    that goes away and comes back)."""
+    task no longer waits on `lost`. A job started before Redis restarted was lost with
+    Redis, not with its worker: it runs again without counting, so the task ends as it
+    would have (the contract's promise for a Redis that goes away and comes back)."""
     new_job = queues.new_job_id(task_id)
     counted = not liveness.lost_with_redis(store.redis, lost)
     verdict = store.replace_job(task_id, lost, new_job, MAX_LOSSES, counted)

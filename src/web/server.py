@@ -11,7 +11,9 @@ channel's `error_task_class`.
 from __future__ import annotations
 
 import logging
+import os
 import resource
+import socket
 import time
 
 from waitress import create_server as create_waitress_server
@@ -28,9 +30,8 @@ from src.web.app import new_request_id, stamp
 from src.web.errors import ApiError, body_too_large
 
 OPTIONS = {
-    # Threads for the requests served at once; held answers (Prefer: wait) get WAIT_SLOTS
-    # more (see options()): they block in Redis, not on the GIL, and never take these.
-    "threads": 8,
+    # Threads for the requests served at once (WEB_THREADS); held answers (Prefer: wait) get
+    # WAIT_SLOTS more (see options()): they block in Redis, not on the GIL, and never take these.
     "ident": "photo-tasks",
     # ProxyFix (in create_app) trusts exactly TRUSTED_PROXIES hops of X-Forwarded-*;
     # waitress would strip those headers itself.
@@ -60,20 +61,30 @@ WAITRESS_ERRORS = {
 }
 
 
+# Set by `make run` (src/local/web_processes.py) for each of its web processes: the file
+# descriptors of the listening sockets they share, inherited from it.
+LISTEN_FDS = "PHOTO_TASKS_LISTEN_FDS"
+
+
 def options(settings: Settings) -> dict:
     """Waitress's options for `settings`; it refuses a body of `max_request_body_size`
     bytes or more."""
-    return {**OPTIONS, "threads": OPTIONS["threads"] + settings.wait_slots,
+    return {**OPTIONS, "threads": settings.web_threads + settings.wait_slots,
             "max_request_body_size": settings.max_upload_bytes + 1}
 
 
 def create_server(app, settings: Settings, port: int | None = None, listeners: dict | None = None):
-    """Waitress serving `app` on HOST and PORT (or `port`: 0 picks a free one), with the
-    service's own answers to what waitress refuses; its sockets in `listeners`, when given.
-    Call `.run()` to serve."""
+    """Waitress serving `app` on HOST and PORT (or `port`: 0 picks a free one), or on the
+    listening sockets named by $PHOTO_TASKS_LISTEN_FDS when its launcher passed them down,
+    with the service's own answers to what waitress refuses; its sockets in `listeners`, when
+    given. Call `.run()` to serve."""
     listeners = {} if listeners is None else listeners
-    server = create_waitress_server(app, map=listeners, host=settings.host,
-                                    port=settings.port if port is None else port, **options(settings))
+    inherited = os.environ.get(LISTEN_FDS, "")
+    if inherited and port is None:
+        where = {"sockets": [socket.socket(fileno=int(fd)) for fd in inherited.split(",")]}
+    else:
+        where = {"host": settings.host, "port": settings.port if port is None else port}
+    server = create_waitress_server(app, map=listeners, **where, **options(settings))
     for listener in listeners.values():  # one per address HOST resolves to
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = Channel
