@@ -25,7 +25,8 @@ FORBIDDEN = {
     "src.handlers": ("src.jobs", "src.runners", "src.local"),
     "src.router": ("src.jobs", "src.runners", "src.local"),
     "src.web": ("src.jobs", "src.runners", "src.local"),
-    "src.local": ("src.store", "src.tasks", "src.metrics", "src.jobs", "src.runners", *WEB_SIDE),
+    # local may start the web on sockets it opens itself (src/local/web_processes.py)
+    "src.local": ("src.store", "src.tasks", "src.metrics", "src.jobs", "src.runners", "src.handlers", "src.router"),
 }
 
 
