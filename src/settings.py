@@ -149,8 +149,8 @@ class Settings:
     min_free_bytes: int = setting("MIN_FREE_BYTES", 256 * 1024 ** 2, "free bytes the upload file system keeps; "
                                   "below it, POST answers 507 `insufficient_storage`")
     # --- the cost of a task (issue 18) ---
-    web_processes: int = setting("WEB_PROCESSES", os.cpu_count() or 1, "web processes started by `make run` "
-                                 "(and the web container), sharing the port", minimum=1,
+    web_processes: int = setting("WEB_PROCESSES", os.cpu_count() or 1, "web processes started by `make run`, "
+                                 "sharing the port", minimum=1,
                                  shown="the machine's cores")
     web_threads: int = setting("WEB_THREADS", 4, "threads of each web process, each answering one request at "
                                "a time", minimum=1)
