@@ -78,7 +78,8 @@ class Service(Client):
     def __init__(self, env: dict[str, str]):
         self.env = env
         self.settings = Settings.from_env(env)
-        self.server = create_server(create_app(self.settings), self.settings, port=0)
+        self.app = create_app(self.settings)
+        self.server = create_server(self.app, self.settings, port=0)
         super().__init__(f"http://{self.settings.host}:{self.server.effective_port}/")
         self.workers: list[subprocess.Popen] = []
         self.deliverers: list[subprocess.Popen] = []
@@ -129,6 +130,7 @@ class Service(Client):
         # A lone listener's close leaves waitress's threads running (WAIT_SLOTS more than it
         # serves with): a run of tests would pile them up past the machine's pid_max.
         self.server.task_dispatcher.shutdown(timeout=2)
+        getattr(self.app, "app", self.app).ctx.metrics.close()  # (under ProxyFix, the app it wraps)
 
 
 def wait_for(condition, timeout: float = 10, step: float = 0.05):

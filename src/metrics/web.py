@@ -113,6 +113,11 @@ class WebMetrics:
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
 
+    def close(self) -> None:
+        """Write what is counted and stop writing: the app is done (a test's, say)."""
+        self._stopped.set()
+        self.pending.flush(self.conn)
+
     def _flush_every(self, interval: float) -> None:
         while not self._stopped.wait(interval):
             self.pending.flush(self.conn)
