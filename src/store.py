@@ -397,6 +397,10 @@ class Store:
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     # --- keeping waiting tasks moving (the dispatcher and the sweep) --------------------
+    def wait_for_work(self, seconds: float) -> None:
+        """Block until a new task joins a backlog, or `seconds` pass (the dispatcher's idle tick)."""
+        self.redis.blpop([sharing.DISPATCH_WAKE_KEY], timeout=seconds)
+
     def join_backlog(self, task_id: int, kind: str, owner: str, pipeline) -> None:
         """A new task waits for its turn in its owner's backlog (queued on `pipeline`)."""
         self._join_backlog(keys=[self.task_key(task_id)], args=[task_id, kind, owner], client=pipeline)

@@ -127,12 +127,16 @@ local function join_backlog(key, id, kind, owner)
 end
 """
 
-# A new resize (or any task) joins its owner's backlog, if it still waits.
+# A new resize (or any task) joins its owner's backlog, if it still waits, and wakes a
+# dispatcher waiting for work (DISPATCH_WAKE_KEY), so a new task need not wait for its tick.
 # KEYS: task.  ARGV: task number, kind, owner.
+DISPATCH_WAKE_KEY = "pt:dispatch_wake"
 JOIN_BACKLOG = JOIN + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' and state ~= 'running' then return 0 end
 join_backlog(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+redis.call('LPUSH', '""" + DISPATCH_WAKE_KEY + """', 1)
+redis.call('LTRIM', '""" + DISPATCH_WAKE_KEY + """', 0, 0)
 return 1
 """
 

@@ -87,7 +87,7 @@ def service(make_service):
 # Keys the workers and the dispatcher keep for themselves (their liveness, the sweeps' own
 # jobs), which come and go whatever a request does; and the shared metrics, where every
 # answer, a refusal too, is counted.
-NOISE_PREFIXES = (b"pt:turn:", b"pt:alive:", b"rq:job:sweep-", b"pt:metrics")
+NOISE_PREFIXES = (b"pt:dispatch_wake", b"pt:turn:", b"pt:alive:", b"rq:job:sweep-", b"pt:metrics")
 
 
 def snapshot(redis_client, service) -> tuple:

@@ -40,7 +40,7 @@ class Dispatcher:
                 time.sleep(pause)
                 pause = min(pause * 2, MAX_PAUSE)
             if not busy:
-                time.sleep(TICK)
+                self._idle()
 
     def tick(self) -> bool:
         """Hand the runs that are due and have their turn to RQ (and enqueue the sweeps when
@@ -51,6 +51,13 @@ class Dispatcher:
             queues.enqueue_sweeps(self.store.redis, self.settings.sweep_interval)
             self.next_sweep = now + self.settings.sweep_interval
         return handed > 0  # a worker took a job: look again at once
+
+    def _idle(self) -> None:
+        """Wait a tick, or less when a new task is created (or Redis is away: then sleep)."""
+        try:
+            self.store.wait_for_work(TICK)
+        except redis.RedisError:
+            time.sleep(TICK)
 
     def stop(self, *_) -> None:
         self.stopping = True
