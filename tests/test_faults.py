@@ -109,6 +109,7 @@ def test_a_worker_killed_mid_resize_has_its_job_run_again_once(make_service, red
 
 def test_the_deadline_holds_even_when_no_job_will_run(make_service, scorer):
     service = make_service(workers=1, scorer_deadline=2)
+    service.wait_for_workers(1)  # a worker that starts late on a busy machine would meet the deadline first
     scorer.configure(wait_rounds=100)
     task = start_task(service, make_photo(202))
     assert wait_until(lambda: len(scorer.calls()) >= 1, timeout=10)
