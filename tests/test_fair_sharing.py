@@ -205,3 +205,17 @@ def test_a_full_disk_gets_507_and_a_job_that_meets_it_finishes_once_space_is_bac
     assert os.listdir(results) == [done["result"]["url"].rsplit("/", 1)[1]]  # no partial file stayed
     assert service.fetch(done["result"]["url"]).status_code == 200
     assert refused_total(service, "insufficient_storage") == 1
+
+
+def test_an_upload_that_meets_a_full_disk_gets_507_and_leaves_no_file(make_service, small_disk, rejected):
+    """With MIN_FREE_BYTES passed (0 here: another writer can always fill the disk between the
+    check and the upload), the upload's own write meets the full disk: 507, not 500, and its
+    spool file goes with the request, as for any refusal."""
+    service = make_service(workers=0, upload_dir=small_disk, min_free_bytes=0)
+    service.stop_workers()
+    fill(small_disk, leave=0)
+    answer = rejected(service, lambda: service.post(make_photo(1), name="Ann Lee"), 507)
+    assert answer.json()["error"]["code"] == "insufficient_storage"
+    assert int(answer.headers["Retry-After"]) >= 1
+    os.unlink(os.path.join(small_disk, "filler"))
+    accepted(service.post(make_photo(1), name="Ann Lee"))
