@@ -55,6 +55,10 @@ DELIVERIES_WAKE_KEY = PREFIX + "deliveries_wake"
 MAX_CALLBACKS = 16  # distinct callback URLs one task keeps; more are not added
 
 WAITING = ("queued", "running")
+# Seconds a claimed task's first lease is longer than others: its POST may still wait this long
+# for its photo's lock (10 s at most) before it starts the task, and the sweep must not drop it
+# meanwhile (a task still `posting` once its lease runs out was claimed by a web process that died).
+POSTING_GRACE = 15.0
 READY, FAILED = "ready", "failed"
 
 # Claim a dedupe entry, or report the live task that already holds it (with its result).
@@ -198,6 +202,7 @@ return redis.call('HGET', KEYS[1], 'kind') or 'unknown'
 _DELETE = _WAKE + sharing.COUNTS + """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner or (ARGV[2] ~= '' and owner ~= ARGV[2]) then return nil end
+if ARGV[4] == '1' and not redis.call('HGET', KEYS[1], 'posting') then return nil end
 local task = redis.call('HGETALL', KEYS[1])
 -- callbacks: none is delivered any more
 local callbacks = tonumber(redis.call('HGET', KEYS[1], 'callbacks') or '0')
@@ -314,12 +319,12 @@ class Store:
         caller must then enqueue. `callback_url` is added to the task, new or still waiting."""
         now = time.time()
         fields = {"state": "queued", "progress": 0, "created_at": now, "updated_at": now, "digest": digest,
-                  "owner": owner, "photo_bytes": photo_bytes, **fields}
+                  "owner": owner, "photo_bytes": photo_bytes, "posting": 1, **fields}
         if deadline is not None:
             fields["deadline"] = deadline
-        args = [TASK_PREFIX, uuid.uuid4().hex[:12], self._lease_end(), "" if deadline is None else deadline,
-                CALLBACKS_PREFIX, callback_url, f"msg_{uuid.uuid4().hex}", MAX_CALLBACKS,
-                owner, digest, photo_bytes, *limits, *_pairs(fields)]
+        args = [TASK_PREFIX, uuid.uuid4().hex[:12], self._lease_end() + POSTING_GRACE,
+                "" if deadline is None else deadline, CALLBACKS_PREFIX, callback_url, f"msg_{uuid.uuid4().hex}",
+                MAX_CALLBACKS, owner, digest, photo_bytes, *limits, *_pairs(fields)]
         keys = [dedupe, SEQ_KEY, ACTIVE_KEY, DEADLINE_KEY, self.photo_key(digest), self._photo_lock_key(digest)]
         task_id, state, result, *new = self._claim(keys=keys, args=args)
         if state == b"refused":
@@ -385,13 +390,13 @@ class Store:
         owner's count."""
         self._let_go(keys=[EXPIRING_KEY, EXPIRING_FILES_KEY], args=[task_id])
 
-    def delete(self, task_id: int, owner: str = "") -> dict[str, str] | None:
-        """Delete a task if it exists (and belongs to `owner`, when given); return it. Its
-        files stay on `pt:expiring` until the caller calls `end_expiry` (the sweep lets go
-        of them otherwise)."""
+    def delete(self, task_id: int, owner: str = "", unstarted: bool = False) -> dict[str, str] | None:
+        """Delete a task if it exists (and belongs to `owner`, when given; with `unstarted`,
+        if its POST never started it); return it. Its files stay on `pt:expiring` until the
+        caller calls `end_expiry` (the sweep lets go of them otherwise)."""
         keys = [self.task_key(task_id), ACTIVE_KEY, DEADLINE_KEY, DUE_KEY, EXPIRING_KEY, EXPIRING_FILES_KEY,
                 f"{CALLBACKS_PREFIX}{task_id}", DELIVERIES_KEY]
-        flat = self._delete(keys=keys, args=[task_id, owner, time.time()])
+        flat = self._delete(keys=keys, args=[task_id, owner, time.time(), int(unstarted)])
         if flat is None:
             return None
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}

@@ -121,6 +121,7 @@ end
 JOIN = """
 local function join_backlog(key, id, kind, owner)
   redis.call('HSET', key, 'turn', 'backlog')
+  redis.call('HDEL', key, 'posting')  -- started: its POST put its photo in place
   if redis.call('RPUSH', 'pt:backlog:' .. kind .. ':' .. owner, id) == 1 then
     redis.call('RPUSH', 'pt:turns:' .. kind, owner)
   end

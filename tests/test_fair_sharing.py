@@ -4,15 +4,21 @@ after a worker is killed mid-job; a full upload file system."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
+import requests
 
-from harness import bearer, make_photo, noisy_photo, wait_until
+from harness import ROOT, bearer, make_photo, noisy_photo, wait_for, wait_until
+from src.local.embedded_redis import free_port
+from src.local.processes import spawn
 from src.store import Store
 
 KEYS = "a:ka,b:kb"
@@ -148,16 +154,106 @@ def test_the_counts_stay_right_when_a_worker_is_killed_mid_job(make_service):
     photo = noisy_photo("PNG", size=(3000, 2000), seed=7)
     task = accepted(service.post(photo, filename="big.png", content_type="image/png", headers=A, width=300))
     assert wait_until(lambda: service.get(task, A).json().get("progress", 0) >= 5, timeout=20)
-    os.killpg(service.workers[1].pid, signal.SIGKILL)
+    worker = psutil.Process(service.workers[1].pid)
+    for process in [worker, *worker.children(recursive=True)]:  # its work horse too: RQ gives it a session
+        process.kill()                                          # of its own, which killpg of the worker spares
     service.start_workers(1)  # what `make run`'s supervisor does
     done = service.wait_done(task, timeout=60, headers=A).json()
     assert done["status"] == "ready", done
+    assert service.redis_client().hget(f"pt:task:{task}", "losses") == b"1"  # the job was lost mid-run
     assert counts(service, "a") == {"waiting": 0, "bytes": len(photo) + done["result"]["bytes"],
                                     "service_waiting": 0}
-    small = accepted(resize(service, make_photo(1), A))  # the one waiting place is free again
+    second = accepted(resize(service, make_photo(1), A))  # the one waiting place is free again
     assert service.delete(task, A).status_code == 200
-    small_result = service.wait_done(small, headers=A).json()["result"]["bytes"]  # it may be done already
-    assert counts(service, "a")["bytes"] == len(make_photo(1)) + small_result
+    result = service.wait_done(second, timeout=30, headers=A).json()["result"]
+    assert counts(service, "a")["bytes"] == len(make_photo(1)) + result["bytes"]
+
+
+@contextlib.contextmanager
+def web_process(service):
+    """`python wsgi.py` on the service's Redis and folders, as a process of its own (so that
+    it can be killed), on a port of its own: its process and URL."""
+    port = free_port()
+    env = {**os.environ, **service.env, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    process = spawn([sys.executable, "wsgi.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool:
+        try:
+            return requests.get(url, params={"task_id": 1}, timeout=2).status_code == 404
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, timeout=20, step=0.1)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_a_web_process_killed_mid_post_leaves_no_task_failed_and_no_count_held(make_service, redis_client):
+    """Eight clients post new tasks to a web process that is killed with SIGKILL: a POST caught
+    between its claim and its start (its client had no answer; its photo may never have
+    reached its place) must not stay a task that fails, holding its bytes for TASK_TTL: the
+    sweep drops it. Every task that remains ends ready, and the counts are the tasks'."""
+    service = make_service(workers=1, user_rate=0)
+    stop = threading.Event()
+
+    def keep_posting(url: str, seed: int) -> None:
+        while not stop.is_set():
+            seed += 1000
+            parts = {"name": (None, "Ann Lee"), "photo": ("f.jpg", noisy_photo("JPEG", (32, 24), seed), "image/jpeg")}
+            with contextlib.suppress(requests.RequestException):
+                requests.post(url, files=parts, timeout=5)
+
+    with web_process(service) as (process, url):
+        senders = [threading.Thread(target=keep_posting, args=(url, n), daemon=True) for n in range(8)]
+        for sender in senders:
+            sender.start()
+        assert wait_until(lambda: int(redis_client.get("pt:task_seq") or 0) >= 40, timeout=30)
+        process.kill()  # mid-POST: eight are in flight
+        stop.set()
+        for sender in senders:
+            sender.join()
+    tasks = [int(key.rsplit(b":", 1)[1]) for key in redis_client.keys("pt:task:*")]
+
+    def ended() -> bool:
+        return all(service.wait_done(task, timeout=0).status_code != 202 for task in tasks)
+
+    assert wait_until(ended, timeout=60, interval=0.5), "a task the killed web process claimed never ended"
+    states = [service.get(task).json()["status"] for task in tasks]
+    assert set(states) <= {"ready", "not_found"}, {state: states.count(state) for state in set(states)}
+    assert counts_of_tasks(redis_client) == counts_kept(redis_client)
+
+
+def counts_of_tasks(redis_client) -> dict:
+    """Each user's waiting tasks and stored bytes, counted from the tasks that exist (each
+    photo once per user), and the service's waiting tasks."""
+    users, photos, waiting = {}, {}, 0
+    for key in redis_client.scan_iter("pt:task:*"):
+        task = {k.decode(): v.decode() for k, v in redis_client.hgetall(key).items()}
+        user = users.setdefault(task["owner"], {"waiting": 0, "bytes": 0})
+        if task["state"] in ("queued", "running"):
+            user["waiting"] += 1
+            waiting += 1
+        if task["digest"] not in photos.setdefault(task["owner"], set()):
+            photos[task["owner"]].add(task["digest"])
+            user["bytes"] += int(task["photo_bytes"])
+        user["bytes"] += int(task.get("result_bytes", 0))
+    return {"users": {name: user for name, user in users.items() if user != {"waiting": 0, "bytes": 0}},
+            "waiting": waiting}
+
+
+def counts_kept(redis_client) -> dict:
+    users = {}
+    for key in redis_client.scan_iter("pt:user:*"):
+        numbers = {k.decode(): int(v) for k, v in redis_client.hgetall(key).items()}
+        users[key.decode().split(":", 2)[2]] = {"waiting": numbers.get("waiting", 0), "bytes": numbers.get("bytes", 0)}
+    return {"users": {name: user for name, user in users.items() if user != {"waiting": 0, "bytes": 0}},
+            "waiting": int(redis_client.get("pt:waiting") or 0)}
 
 
 # --- a full upload file system -------------------------------------------------------------
@@ -206,3 +302,17 @@ def test_a_full_disk_gets_507_and_a_job_that_meets_it_finishes_once_space_is_bac
     assert os.listdir(results) == [done["result"]["url"].rsplit("/", 1)[1]]  # no partial file stayed
     assert service.fetch(done["result"]["url"]).status_code == 200
     assert refused_total(service, "insufficient_storage") == 1
+
+
+def test_an_upload_that_meets_a_full_disk_gets_507_and_leaves_no_file(make_service, small_disk, rejected):
+    """With MIN_FREE_BYTES passed (0 here: another writer can always fill the disk between the
+    check and the upload), the upload's own write meets the full disk: 507, not 500, and its
+    spool file goes with the request, as for any refusal."""
+    service = make_service(workers=0, upload_dir=small_disk, min_free_bytes=0)
+    service.stop_workers()
+    fill(small_disk, leave=0)
+    answer = rejected(service, lambda: service.post(make_photo(1), name="Ann Lee"), 507)
+    assert answer.json()["error"]["code"] == "insufficient_storage"
+    assert int(answer.headers["Retry-After"]) >= 1
+    os.unlink(os.path.join(small_disk, "filler"))
+    accepted(service.post(make_photo(1), name="Ann Lee"))

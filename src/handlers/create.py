@@ -30,6 +30,10 @@ PHOTO_REFUSALS = {"unsupported_media_type": 415, "corrupt_image": 422, "image_to
 def handle(ctx: Context, request: Request, user: str) -> Response:
     try:
         response = _create(ctx, request, user)
+    except OSError as exc:  # the upload met a full disk while it was written (its flush at close too)
+        if not disk.is_disk_full(exc):
+            raise
+        raise refused(rules.disk_full(ctx.settings)) from None
     finally:
         request.discard_uploads()
     return held_post_answer(ctx, request, user, response)  # Prefer: wait, once the upload is let go of

@@ -26,7 +26,8 @@ def sweep_tasks() -> str:
     now = time.time()
     overdue = sum(_fail_if_overdue(store, task_id, settings) for task_id in store.overdue_tasks(now, BATCH))
     verdicts = [_check(store, task_id, settings) for task_id in store.unchanged_tasks(now, BATCH)]
-    return f"{overdue} overdue, {verdicts.count('replaced')} re-run, {verdicts.count('fail')} failed"
+    return (f"{overdue} overdue, {verdicts.count('replaced')} re-run, {verdicts.count('fail')} failed, "
+            f"{verdicts.count('dropped')} dropped (their POST died)")
 
 
 def _fail_if_overdue(store: Store, task_id: int, settings) -> bool:
@@ -39,7 +40,8 @@ def _fail_if_overdue(store: Store, task_id: int, settings) -> bool:
 
 def _check(store: Store, task_id: int, settings) -> str:
     """Renew the lease of a task whose job is alive, or that waits for its turn in a
-    backlog (src/tasks/turns.py) or for a run due later; replace a lost one."""
+    backlog (src/tasks/turns.py) or for a run due later; drop one whose POST died between its
+    claim and its start; replace a lost one."""
     task = store.get(task_id)
     if task is None or task["state"] not in WAITING:
         store.stop_tracking(task_id)
@@ -48,6 +50,8 @@ def _check(store: Store, task_id: int, settings) -> str:
     if task.get("turn") or store.is_due_later(task_id) or liveness.job_is_alive(store.redis, lost):
         store.renew_lease(task_id)
         return "alive"
+    if task.get("posting"):  # claimed by a web process that died before it started the task
+        return "dropped" if lifecycle.drop_unstarted(store, running.storage(), task_id) else "alive"
     return losses.run_lost_job_again(store, task_id, task, lost, settings)
 
 

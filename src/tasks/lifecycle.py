@@ -97,12 +97,24 @@ def expire_task(store: Store, storage: Storage, task_id: int, digest: str, resul
     store.end_expiry(task_id)
 
 
-def delete_task(store: Store, storage: Storage, task_id: int, owner: str = "") -> dict | None:
+def drop_unstarted(store: Store, storage: Storage, task_id: int) -> bool:
+    """A task claimed a lease ago and never started: the web process that was creating it
+    died between the two (its client had no answer, and its photo may never have reached its
+    place). It is deleted, counts and files, as if its POST had been refused; False when it
+    is not such a task."""
+    if delete_task(store, storage, task_id, unstarted=True) is None:
+        return False
+    log.warning("task %s: its POST died before the task started; dropped", task_id)
+    return True
+
+
+def delete_task(store: Store, storage: Storage, task_id: int, owner: str = "", unstarted: bool = False) -> dict | None:
     """Delete a task, cancel its pending job and remove its files; None when there is no
-    such task (for `owner`). Once its hash is gone the task is deleted: if Redis goes away
-    before its files are let go of (or a request that Redis cut short left the photo's lock
-    held), the sweep lets go of them, as it does for an expired task."""
-    task = store.delete(task_id, owner)
+    such task (for `owner`; with `unstarted`, none claimed and never started). Once its hash
+    is gone the task is deleted: if Redis goes away before its files are let go of (or a
+    request that Redis cut short left the photo's lock held), the sweep lets go of them, as
+    it does for an expired task."""
+    task = store.delete(task_id, owner, unstarted)
     if task is None:
         return None
     try:

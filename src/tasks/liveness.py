@@ -18,6 +18,12 @@ def alive_key(worker_name: str) -> str:
     return _ALIVE_PREFIX + worker_name
 
 
+def never_started(conn: redis.Redis, job_id: str) -> bool:
+    """Did this job never start? (A dispatcher died between handing it out and enqueuing it,
+    or Redis lost its queue entry.) Then it was lost before a worker had it."""
+    return not conn.hget(Job.key_for(job_id), "started_at")
+
+
 def lost_with_redis(conn: redis.Redis, job_id: str) -> bool:
     """Was this job started before Redis last started (from its append-only file)? Then it
     was lost because Redis went away mid-run (its writes failed; its worker carries on), not

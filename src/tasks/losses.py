@@ -18,13 +18,14 @@ def run_lost_job_again(store: Store, task_id: int, task: dict, lost: str, settin
     fail it once it has been lost MAX_LOSSES times. 'replaced', 'fail', or 'moved' when the
     task no longer waits on `lost`. A job started before Redis restarted was lost with
     Redis, not with its worker: it runs again without counting, so the task ends as it
-    would have (the contract's promise for a Redis that goes away and comes back)."""
+    would have (the contract's promise for a Redis that goes away and comes back); nor does
+    one that never started, which no worker had."""
     new_job = queues.new_job_id(task_id)
-    counted = not liveness.lost_with_redis(store.redis, lost)
+    counted = not (liveness.never_started(store.redis, lost) or liveness.lost_with_redis(store.redis, lost))
     verdict = store.replace_job(task_id, lost, new_job, MAX_LOSSES, counted)
     if verdict == "replaced":
         log.warning("task %s: job %s was lost%s; running it again as %s", task_id, lost,
-                    "" if counted else " when Redis restarted (not counted)", new_job)
+                    "" if counted else " before it started or when Redis restarted (not counted)", new_job)
         queues.enqueue_task(store.redis, task["kind"], task_id, new_job, settings)
     elif verdict == "fail":
         log.error("task %s: its job was lost %d times; failing it", task_id, MAX_LOSSES)

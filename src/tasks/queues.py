@@ -90,10 +90,13 @@ def enqueue_sweeps(conn: redis.Redis, interval: float) -> None:
 def cancel(conn: redis.Redis, job_id: str, task_id: int) -> None:
     """Cancel the queued job of task `task_id`. A running one is left to finish, and a
     scoring job that also carries other tasks' runs is left for them: either way the run for
-    this task finds it gone and does nothing."""
+    this task finds it gone and does nothing. A cancel that races a worker taking the job
+    (its status read `queued` here, `started` by the time RQ 2.12's cancel reads it again)
+    makes RQ raise ValueError ("Execution ... not found in Redis") as it reads the job's
+    executions, before its pipeline changes anything: the job runs and finds the task gone."""
     try:
         job = Job.fetch(job_id, connection=conn)
         if job.args[0] in (task_id, [task_id]) and job.get_status() == JobStatus.QUEUED:
             job.cancel()
-    except (NoSuchJobError, InvalidJobOperation):
+    except (NoSuchJobError, InvalidJobOperation, ValueError):
         pass

@@ -3,6 +3,8 @@ parts spooled to this process's spool directory while they are hashed."""
 
 from __future__ import annotations
 
+import contextlib
+
 from werkzeug.wrappers import Request
 
 from src.settings import Settings
@@ -46,7 +48,8 @@ def request_class(settings: Settings, spool_dir: str) -> type[Request]:
         def discard_uploads(self) -> None:
             """Remove every spooled part not moved into storage."""
             for spool in self.spooled:
-                spool.close()
+                with contextlib.suppress(OSError):  # a full disk fails the flush of what was left to write
+                    spool.close()
                 photos.remove(spool.path)
 
     return ApiRequest
