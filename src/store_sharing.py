@@ -17,28 +17,10 @@ from __future__ import annotations
 
 PREFIX = "pt:"
 WAITING_TOTAL_KEY = PREFIX + "waiting"
-TURNS_PREFIX = PREFIX + "turns:"
-BACKLOG_PREFIX = PREFIX + "backlog:"
 
 
 def user_key(user: str) -> str:
     return f"{PREFIX}user:{user}"
-
-
-def user_photos_key(user: str) -> str:
-    return f"{PREFIX}user_photos:{user}"
-
-
-def rate_key(user: str) -> str:
-    return f"{PREFIX}rate:{user}"
-
-
-def backlog_key(kind: str, user: str) -> str:
-    return f"{BACKLOG_PREFIX}{kind}:{user}"
-
-
-def turns_key(kind: str) -> str:
-    return TURNS_PREFIX + kind
 
 
 # Every count change, as Lua functions the store's scripts call. `release` is called once per

@@ -42,7 +42,7 @@ def handle(ctx: Context, request: Request, user: str) -> Response:
 def _create(ctx: Context, request: Request, user: str) -> Response:
     if request.content_length is None or request.content_length <= ctx.settings.max_upload_bytes:
         _check_free_space(ctx)  # a body over the limit gets 413 first
-    form, files = _parse(request, ctx.settings)
+    form, files = _parse(request, ctx.settings.max_upload_bytes)
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "the body must be multipart/form-data")
     if fields.task_kind(form) == "resize":
@@ -56,19 +56,16 @@ def _create(ctx: Context, request: Request, user: str) -> Response:
     return _score(ctx, user, name, photo, info, callback_url)
 
 
-def _parse(request: Request, settings):
+def _parse(request: Request, max_upload_bytes: int):
     """The form and the files; 413 for a body over MAX_UPLOAD_BYTES, 400 for a body within
-    it that breaks the form's limits, which werkzeug also reports as "too large"."""
+    it that breaks the form's limits, which werkzeug also reports as "too large". (A spool
+    that meets a full disk is `handle`'s 507.)"""
     try:
         return request.form, request.files
     except ValueError:
         raise ApiError(400, "invalid_body", "the multipart body could not be parsed") from None
-    except OSError as exc:  # the spool could not be written
-        if disk.is_disk_full(exc):
-            raise refused(rules.disk_full(settings)) from None
-        raise
     except RequestEntityTooLarge:
-        if request.content_length is None or request.content_length > settings.max_upload_bytes:
+        if request.content_length is None or request.content_length > max_upload_bytes:
             raise
         raise ApiError(400, "form_too_large",
                        f"the form may have at most {MAX_FORM_PARTS} parts, and each text field or part "
