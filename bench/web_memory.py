@@ -36,6 +36,9 @@ from PIL import Image
 
 from src.local.embedded_redis import EmbeddedRedis, free_port
 from src.local.launcher import _listening_on
+from src.settings import Settings
+from src.store import Store, connect
+from src.tasks import turns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,12 +126,15 @@ def web_growth(env: dict[str, str], width: int, photo: bytes, uploads: int, firs
 
 
 def worker_peaks(env: dict[str, str], width: int, photo: bytes, warm: int) -> dict[str, int]:
-    """Peak RSS of the work horse that resizes `photo`, and of the worker that forked it:
-    the job is queued through the web, then one burst worker runs it and reports both."""
+    """Peak RSS of the worker that resizes `photo`: the task is posted to the web, handed to
+    RQ as the dispatcher would, then one burst worker runs it and reports."""
     web = Web(env, width)
     try:
         answer = web.post(photo)
         assert answer.status_code == 202, answer.text
+        settings = Settings.from_env({**os.environ, **env})
+        store = Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease)
+        assert turns.hand_out(store, settings) == 1
         report = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "memory_worker.py"), "--warm", str(warm)],
                                 cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
         done = requests.get(web.url, params={"task_id": answer.json()["task"]}, timeout=10).json()

@@ -11,8 +11,11 @@ Fast where it matters:
 - a JPEG is written baseline, with standard tables (ENCODER_OPTIONS).
 
 Lean where it matters (see "Memory" in docs/performance.md): besides the decoded pixels and
-the output, little is held at once: the resize goes in bands, and the decoded pixels are let
-go before the encoding.
+the output, little is held at once: a large resize goes in bands, and the decoded pixels are
+let go before the encoding.
+
+Pillow lets go of the GIL while it resamples, so the Lanczos runs in bands on a few threads
+at once: one photo uses the cores a single call would leave idle (docs/cost.md).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import BinaryIO
 
 from PIL import ExifTags, Image, ImageCms, ImageOps, TiffImagePlugin, WebPImagePlugin  # noqa: F401  (see below)
@@ -38,9 +43,11 @@ from src.tasks.resize_spec import ResizeSpec
 DRAFT_GAP = 2.05
 REDUCING_GAP = DRAFT_GAP
 # The Lanczos goes in bands of BAND_ROWS output rows when Pillow's intermediate image (output
-# width × source rows read) would be larger than BANDED_ABOVE pixels (8 MiB in RGB).
+# width × source rows read) would be larger than BANDED_ABOVE pixels (8 MiB in RGB), and
+# otherwise in one band per thread; RESIZE_THREADS bands are resized at once.
 BAND_ROWS = 64
 BANDED_ABOVE = 2**21
+RESIZE_THREADS = min(4, len(os.sched_getaffinity(0)))
 # Pillow resizes an image with alpha premultiplied, so no colour bleeds in from clear pixels.
 PREMULTIPLIED = {"RGBA": "RGBa"}
 
@@ -162,29 +169,40 @@ def _scale(pixels: Image.Image, layout: Plan, upright: tuple[int, int]) -> Image
         pixels = pixels.reduce(factors)
         to_x, to_y = to_x / factors[0], to_y / factors[1]
     box = (left * to_x, top * to_y, right * to_x, bottom * to_y)
-    if width * (box[3] - box[1]) > BANDED_ABOVE:
-        scaled = _in_bands(pixels, layout.size, box)
-    else:
-        scaled = pixels.resize(layout.size, Image.Resampling.LANCZOS, box=box)
+    scaled = _in_bands(pixels, layout.size, box)
     return scaled.convert(mode) if mode in PREMULTIPLIED else scaled
 
 
 def _in_bands(pixels: Image.Image, size: tuple[int, int], box: tuple[float, ...]) -> Image.Image:
-    """Lanczos in bands of BAND_ROWS output rows. Pillow resizes across first, into an
-    intermediate as tall as the rows it reads (12 MiB for a 1024-wide output of a 48 MP JPEG
-    decoded at 1/2); in bands, only a band's worth of it exists at once. A band reads the rows
-    its filter reaches beyond its edges, so the bands join without a seam: together they are
-    one whole resize but for rounding. Those rows are resized twice (6 output rows' worth a
-    band), a cost a small intermediate is not worth."""
+    """Lanczos in bands of output rows, RESIZE_THREADS of them at once. Pillow resizes across
+    first, into an intermediate as tall as the rows it reads (12 MiB for a 1024-wide output of
+    a 48 MP JPEG decoded at 1/2): past BANDED_ABOVE the bands are BAND_ROWS tall, so only a few
+    bands' worth of it exists at once. A band reads the rows its filter reaches beyond its
+    edges, so the bands join without a seam: together they are one whole resize but for
+    rounding. Those rows are resized twice (6 output rows' worth a band)."""
     width, height = size
     left, top, right, bottom = box
     step = (bottom - top) / height  # source rows per output row
+    rows = BAND_ROWS if width * (bottom - top) > BANDED_ABOVE else -(-height // RESIZE_THREADS)
+    if rows >= height:
+        return pixels.resize(size, Image.Resampling.LANCZOS, box=box)
+
+    def band(y: int) -> Image.Image:
+        end = min(y + rows, height)
+        region = (left, top + y * step, right, top + end * step)
+        return pixels.resize((width, end - y), Image.Resampling.LANCZOS, box=region)
+
     scaled = Image.new(pixels.mode, size)
-    for y in range(0, height, BAND_ROWS):
-        rows = min(BAND_ROWS, height - y)
-        band = (left, top + y * step, right, top + (y + rows) * step)
-        scaled.paste(pixels.resize((width, rows), Image.Resampling.LANCZOS, box=band), (0, y))
+    starts = range(0, height, rows)
+    for y, part in zip(starts, _threads().map(band, starts)):
+        scaled.paste(part, (0, y))
     return scaled
+
+
+@cache
+def _threads() -> ThreadPoolExecutor:
+    """Made on first use, in the process that resizes (never inherited by a fork)."""
+    return ThreadPoolExecutor(RESIZE_THREADS, thread_name_prefix="resize")
 
 
 def _output_colours(pixels: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, bytes | None]:
