@@ -403,8 +403,17 @@ class Store:
 
     # --- keeping waiting tasks moving (the dispatcher and the sweep) --------------------
     def wait_for_work(self, seconds: float) -> None:
-        """Block until a new task joins a backlog, or `seconds` pass (the dispatcher's idle tick)."""
+        """Block until a new task joins a backlog or a worker takes a job, or `seconds` pass
+        (the dispatcher's idle tick)."""
         self.redis.blpop([sharing.DISPATCH_WAKE_KEY], timeout=seconds)
+
+    def wake_dispatcher(self) -> None:
+        """A worker took a job from RQ's queue: a dispatcher waiting for work tops the queue up
+        now, so the next job is there when a worker is free, not a tick later."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(sharing.DISPATCH_WAKE_KEY, 1)
+            pipe.ltrim(sharing.DISPATCH_WAKE_KEY, 0, 0)
+            pipe.execute()
 
     def join_backlog(self, task_id: int, kind: str, owner: str, pipeline) -> None:
         """A new task waits for its turn in its owner's backlog (queued on `pipeline`)."""

@@ -23,7 +23,7 @@ from rq import Queue, SimpleWorker
 from src.jobs import resize, score  # noqa: F401  loaded once here, not in every job
 from src.settings import current_settings
 from src.storage import preload
-from src.store import connect
+from src.store import Store, connect
 from src.tasks import liveness, queues
 
 log = logging.getLogger("photo_tasks.worker")
@@ -46,9 +46,12 @@ class TaskWorker(SimpleWorker):
     max_memory = 0
     jobs_done = 0
     replace_me = ""  # why this worker should be replaced, once it is
+    store: Store | None = None  # the task store, on the worker's connection
 
     def execute_job(self, job, queue):
         self.running_job = job.id
+        if self.store:
+            self._wake_dispatcher()
         try:
             super().execute_job(job, queue)
         finally:
@@ -64,6 +67,14 @@ class TaskWorker(SimpleWorker):
             self.replace_me = f"{rss / 2**20:.0f} MiB resident (WORKER_MAX_MEMORY)"
         if self.replace_me:
             self._stop_requested = True  # RQ's own flag: stop after this job, deregistered
+
+    def _wake_dispatcher(self) -> None:
+        """RQ's queue is a job shorter: the dispatcher tops it up at once (docs/cost.md, §3).
+        Best effort: without it the dispatcher's tick does the same, TICK later."""
+        try:
+            self.store.wake_dispatcher()
+        except redis.RedisError:
+            pass
 
     def request_stop(self, signum, frame):
         self.stop_asked = True
@@ -115,6 +126,7 @@ def run_once(settings) -> TaskWorker:
                         worker_ttl=WORKER_TTL, job_monitoring_interval=JOB_MONITORING_INTERVAL,
                         maintenance_interval=MAINTENANCE_INTERVAL)
     worker.max_jobs, worker.max_memory = settings.worker_max_jobs, settings.worker_max_memory * 2**20
+    worker.store = Store(conn, settings.task_ttl, settings.lease)
     heartbeat = Heartbeat(settings.redis_url, worker, settings.lease)
     heartbeat.start()
     try:
