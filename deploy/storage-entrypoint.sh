@@ -20,4 +20,4 @@ exec weed server -dir=/data/weed -ip="${STORAGE_HOST:-storage}" -ip.bind="${STOR
     -volume.port="${STORAGE_VOLUME_PORT:-8080}" -volume.port.grpc="${STORAGE_VOLUME_GRPC_PORT:-18080}" \
     -filer.port="${STORAGE_FILER_PORT:-8888}" -filer.port.grpc="${STORAGE_FILER_GRPC_PORT:-18888}" \
     -s3.config=/data/s3.json -s3.port.iceberg=0 -s3.port.lance=0 -volume.max=0 -master.volumeSizeLimitMB=256 \
-    -master.electionTimeout=1s -master.resumeState=false
+    -master.electionTimeout=1s -master.resumeState=false -volume.preStopSeconds=0
