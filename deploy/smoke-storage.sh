@@ -5,7 +5,7 @@
 # workers and dispatcher share no uploads volume. Checked:
 #   /healthz 200, and /readyz 200 naming the store (kind s3, its bucket, ok);
 #   every service runs, the store included, never restarted;
-#   web, workers and dispatcher share no volume (their containers' mounts, inspected);
+#   web, workers, dispatcher and deliverer share no volume (their containers' mounts, inspected);
 #   a scoring task ends ready (the worker reads the photo from the store); a resize task's URL
 #   serves the image; the photo and the result are objects under STORAGE_URL's prefix
 #   (listed with the S3 API and the keys the services were given);
@@ -38,18 +38,18 @@ volumes_of() {  # volumes_of SERVICE: the named volumes its containers mount, on
   done | sort -u | sed '/^$/d'
 }
 
-volumes_check() {  # volumes_check: no volume is mounted by two of web, worker, dispatcher
+volumes_check() {  # volumes_check: no volume is mounted by two of web, worker, dispatcher, deliverer
   local kind shared detail="" all
-  for kind in web worker dispatcher; do
+  for kind in web worker dispatcher deliverer; do
     detail+="${detail:+; }$kind: $(volumes_of "$kind" | sed "s/^${project}_//" | paste -sd, -)"
   done
-  all=$(for kind in web worker dispatcher; do volumes_of "$kind"; done)
+  all=$(for kind in web worker dispatcher deliverer; do volumes_of "$kind"; done)
   shared=$(sort <<< "$all" | uniq -d | paste -sd, -)
   detail+="${shared:+; shared: $shared}"
   if [ -z "$shared" ] && [ -n "$(volumes_of web)" ]; then
-    pass "web, workers and dispatcher share no volume" "$detail"
+    pass "web, workers, dispatcher and deliverer share no volume" "$detail"
   else
-    fail "web, workers and dispatcher share no volume" "$detail"
+    fail "web, workers, dispatcher and deliverer share no volume" "$detail"
   fi
 }
 

@@ -409,7 +409,7 @@ class WeedServer:
                    "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
                    # back in about 4 s after a kill -9, not 18: no 10 s election, no Raft state to
                    # resume (the master learns the volumes from the volume server's heartbeat)
-                   "-master.electionTimeout=1s", "-master.resumeState=false",
+                   "-master.electionTimeout=1s", "-master.resumeState=false", "-master.telemetry=false",
                    f"-filer.localSocket={self.data_dir}/filer.sock", f"-s3.localSocket={self.data_dir}/s3.sock"]
         with open(os.path.join(self.data_dir, "weed.log"), "ab") as log:
             self.process = self._spawner.submit(spawn, command, stdout=log, stderr=subprocess.STDOUT).result()
