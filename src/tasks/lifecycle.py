@@ -45,7 +45,7 @@ def remove_files(store: Store, storage: Storage, task_id: int, digest: str, resu
             try:
                 storage.remove_photo(digest)
             except StoreUnavailable as exc:
-                log.warning("photo %s left to the orphan sweep: %s", digest, exc)
+                log.warning("photo %s could not be removed (if it was stored, the orphan sweep will): %s", digest, exc)
 
 
 def remove_result_file(store: Store, storage: Storage, name: str) -> None:
