@@ -4,7 +4,7 @@
   upload is written to media/images/ chunk by chunk, the Celery task is sent, its id is
   remembered in Redis (db 1) for a day, 201 {"status": "SUCCESS", "task_id": ...};
 - GET task/check/<id>/: unknown ids 400; else the task's state from Celery's result
-  backend (AsyncResult), with its progress and, once done, the image's URL."""
+  backend (AsyncResult's), with its progress and, once done, the image's URL."""
 
 import logging
 import os
@@ -62,15 +62,19 @@ class TaskCheckView(APIView):
             logger.warning("Task not exist: %s", task_id)
             return Response(context, status=status.HTTP_400_BAD_REQUEST)
         task = AsyncResult(task_id, app=celery_app)
-        state = task.state  # one read of the result backend
+        # One read of the result backend for the state and the result together. (The real
+        # project reads `task.state`, then `task.result`: a task finishing in between gives
+        # its URL where the progress was expected, and the check answers 500.)
+        meta = task.backend.get_task_meta(task.id)
+        state, result = meta["status"], meta.get("result")
         context = {"status": "SUCCESS", "task_id": task_id, "task_status": state}
         code = status.HTTP_200_OK
         if state == "PENDING":
             context["progress"] = 0
         elif state == "PROGRESS":
-            context["progress"] = task.result.get("progress")
+            context["progress"] = result.get("progress")
         elif state == "SUCCESS":
-            context["image"] = task.get()
+            context["image"] = result
             context["progress"] = 100
             if not context["image"]:
                 context.update(status="FAIL", description="missing url image")

@@ -102,6 +102,10 @@ LOGGING = {
             "formatter": "simple",
             "encoding": "UTF-8",
         },
+        "console": {"level": "ERROR", "class": "logging.StreamHandler"},  # gunicorn's log: a 500's traceback
     },
-    "loggers": {"resize_api.views": {"handlers": ["file"], "level": "DEBUG", "propagate": True}},
+    "loggers": {
+        "resize_api.views": {"handlers": ["file"], "level": "DEBUG", "propagate": True},
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+    },
 }
