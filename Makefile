@@ -37,7 +37,7 @@ $(VENV)/.dev: requirements.txt requirements-service.txt requirements-dev.txt | $
 	touch $@ $(VENV)/.runtime
 
 clean:
-	rm -rf $(VENV) $(DASHBOARD_VENV) var/redis .pytest_cache
+	rm -rf $(VENV) $(DASHBOARD_VENV) var/redis var/peers .pytest_cache
 
 # Benchmarks: measured figures, never assertions. See docs/performance.md.
 bench: $(VENV)/.dev
@@ -86,6 +86,14 @@ bench-cost: $(VENV)/.dev
 bench-task: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) bench/task_cost.py --rounds 5
+
+# Ours beside thumbor 7.8 and a Django + DRF + Celery stand-in for drf_img_resize, each peer in
+# a venv of its own under var/peers/ (made on first use from bench/peers/requirements-*.txt); see
+# docs/cost.md, section 7. About 15 minutes on a quiet 2-core machine.
+.PHONY: bench-peers
+bench-peers: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) bench/peers.py --rounds 5
 
 # The JPEG encoder's settings, and a small photo's stages; see docs/cost.md.
 bench-encoder: $(VENV)/.dev

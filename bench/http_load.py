@@ -85,16 +85,20 @@ def photo() -> bytes:
 
 
 class Body:
-    """A multipart scoring request whose photo carries a JPEG comment segment (COM, right
+    """A multipart request (by default a scoring request: a name and a photo; bench/peers.py
+    gives other fields) whose photo carries a JPEG comment segment (COM, right
     after SOI) of TAG_LENGTH bytes: prefix + tag + suffix. A different tag is a different
     photo to the service, the same picture to anyone who looks."""
 
-    def __init__(self, jpeg: bytes, folder: str):
+    def __init__(self, jpeg: bytes, folder: str, fields: dict[str, str] | None = None, file_field: str = "photo",
+                 filename: str = "face.jpg"):
         boundary = uuid.uuid4().hex
         self.content_type = f"multipart/form-data; boundary={boundary}"
-        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nAnn Lee\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"face.jpg\"\r\n"
-                "Content-Type: image/jpeg\r\n\r\n").encode()
+        fields = {"name": "Ann Lee"} if fields is None else fields  # a scoring request's
+        head = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                       for name, value in fields.items())
+        head = (head + f"--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; "
+                f"filename=\"{filename}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
         self.prefix = head + jpeg[:2] + b"\xff\xfe" + struct.pack(">H", 2 + TAG_LENGTH)
         self.suffix = jpeg[2:] + f"\r\n--{boundary}--\r\n".encode()
         self.prefix_file, self.suffix_file = os.path.join(folder, "prefix"), os.path.join(folder, "suffix")

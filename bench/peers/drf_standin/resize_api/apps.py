@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ResizeApiConfig(AppConfig):
+    name = "resize_api"
