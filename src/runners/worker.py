@@ -33,6 +33,9 @@ JOB_MONITORING_INTERVAL = 5  # ... and a busy one this often
 MAINTENANCE_INTERVAL = 30  # RQ restarts a lost scheduler process, cleans its registries
 MAX_RECONNECT_DELAY = 10.0
 M_ARENA_MAX = -8  # glibc's mallopt() parameter (malloc.h)
+# Freed memory a worker keeps for its next resize: handing it back and faulting it in again
+# cost a 2 MP resize 3 ms of its 36 ms of CPU (docs/cost.md); past this, it is handed back.
+KEPT_FREE = 32 * 2**20
 
 
 class TaskWorker(SimpleWorker):
@@ -47,9 +50,11 @@ class TaskWorker(SimpleWorker):
     jobs_done = 0
     replace_me = ""  # why this worker should be replaced, once it is
     store: Store | None = None  # the task store, on the worker's connection
+    started_rss = 0  # bytes resident when its first job came
 
     def execute_job(self, job, queue):
         self.running_job = job.id
+        self.started_rss = self.started_rss or resident_bytes()
         if self.store:
             self._wake_dispatcher()
         try:
@@ -59,7 +64,7 @@ class TaskWorker(SimpleWorker):
         if job.func_name.startswith("src.jobs.sweep."):
             return  # bookkeeping, not a task's job: neither counted nor a reason to go
         self.jobs_done += 1
-        if queue.name == queues.RESIZE_QUEUE:
+        if queue.name == queues.RESIZE_QUEUE and resident_bytes() > self.started_rss + KEPT_FREE:
             give_memory_back()
         if self.max_jobs and self.jobs_done >= self.max_jobs:
             self.replace_me = f"{self.jobs_done} jobs done (WORKER_MAX_JOBS)"
