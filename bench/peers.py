@@ -17,8 +17,9 @@ JPEG (quality 85, baseline, for all three). Round by round, the systems taking t
 order rotates), each measures:
 
 - **one client**: upload → resized bytes in hand, 2 MP and 12 MP (--singles each, median):
-  ours POST, GET every 10 ms until ready, GET of the result; drf POST, its check route every
-  10 ms, GET of the file; thumbor the photo written to its folder, one GET;
+  ours POST, GET every 10 ms until ready, GET of the result (and, a row of its own, one POST
+  with `Prefer: wait`, then the GET of the result); drf POST, its check route every 10 ms,
+  GET of the file; thumbor the photo written to its folder, one GET;
 - **burst**: --burst resizes from --clients clients at once, 2 MP and 12 MP: tasks/s from the
   first request until the last task is done (ours, drf: the server's own record) or the last
   answer is in (thumbor); the CPU time per 2 MP task of all the system's processes (from
@@ -48,17 +49,15 @@ import statistics
 import sys
 import time
 
+import encoder  # bench/encoder.py: PSNR
+import http_load  # bench/http_load.py: wrk with its Lua script
+import resize as resize_bench  # bench/resize.py: the photos
+from peers import BOX  # bench/peers/: the systems
+from peers.common import VAR, PeakMemory, cpu_seconds, settle
 from PIL import Image
+from task_cost import PHOTOS, tagged
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import encoder  # noqa: E402  bench/encoder.py: PSNR
-import http_load  # noqa: E402  bench/http_load.py: wrk with its Lua script
-import resize as resize_bench  # noqa: E402  bench/resize.py: the photos
-from peers import BOX  # noqa: E402  bench/peers/: the systems
-from peers.common import VAR, PeakMemory, cpu_seconds, settle  # noqa: E402
-from task_cost import PHOTOS, tagged  # noqa: E402
 
 SYSTEMS = ("ours", "drf", "thumbor")
 MiB = 1024 * 1024
@@ -93,6 +92,10 @@ def turn(system, jpegs: dict[str, bytes], args, results, tmp: str) -> None:
     for name, jpeg in jpegs.items():
         times = [system.one_client(tagged(jpeg, f"one-{secrets.token_hex(6)}")) for _ in range(args.singles)]
         keep(f"one client {name}, ms", statistics.median(times))
+        if hasattr(system, "one_client_waiting"):  # ours: one POST with `Prefer: wait`
+            photos = [tagged(jpeg, f"wait-{secrets.token_hex(6)}") for _ in range(args.singles)]
+            times = [system.one_client_waiting(photo) for photo in photos]
+            keep(f"one client {name}, Prefer: wait, ms", statistics.median(times))
     for name, jpeg in jpegs.items():
         before = cpu_seconds(system.processes())
         with PeakMemory(system.processes) as memory:

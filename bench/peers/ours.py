@@ -3,6 +3,8 @@ valkey, WORKERS workers), driven by task_cost's own clients."""
 
 from __future__ import annotations
 
+import time
+
 import http_load
 import psutil
 import requests
@@ -29,6 +31,18 @@ class Ours:
         timings = task_cost.one_task(self.session, self.stack, photo, POLL)
         self.ready_task = self.ready_task or timings["task"]
         return timings["total"]
+
+    def one_client_waiting(self, photo: bytes) -> float:
+        """Upload → bytes in hand as our users can have it: one POST with `Prefer: wait`,
+        answered when the task is done, then the GET of the result."""
+        started = time.perf_counter()
+        answer = self.session.post(self.stack.url, files={"photo": ("p.jpg", photo, "image/jpeg")}, data=FIELDS,
+                                   headers={"Prefer": "wait=30"}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["status"] == "ready", answer.text
+        result = answer.json()["result"]
+        image = self.session.get(self.stack.url.rstrip("/") + result["url"], timeout=60)
+        assert image.status_code == 200 and len(image.content) == result["bytes"]
+        return (time.perf_counter() - started) * 1000
 
     def burst(self, jpeg: bytes, count: int, clients: int) -> float:
         return task_cost.burst(self.stack, jpeg, count, clients)["tasks/s"]
