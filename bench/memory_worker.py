@@ -1,10 +1,10 @@
-"""The worker of bench/web_memory.py: our TaskWorker (src/runners/worker.py) in burst mode, set up as
-`python -m src.runners.worker` sets it up, in a process that imports what that imports and no more
-(the benchmark's own imports would count in the worker's memory). Resizes run in the worker
-process itself. Prints, as JSON, its own peak RSS (VmHWM: getrusage's figure would carry
-over its parent's peak across exec) and its RSS once the job is done (VmRSS: what
-WORKER_MAX_MEMORY is compared with), and, for a worker from before there were no work horses,
-the peak RSS of its work horses (getrusage, in KiB on Linux).
+"""The worker of bench/web_memory.py and bench/storage.py: our TaskWorker (src/runners/worker.py)
+in burst mode, set up as `python -m src.runners.worker` sets it up, in a process that imports
+what that imports and no more (the benchmark's own imports would count in the worker's memory).
+It hands the tasks waiting in their backlogs to RQ as the dispatcher would (src/tasks/turns.py),
+a few at a time, and runs them, until none is left. Prints, as JSON, its own peak RSS (VmHWM:
+getrusage's figure would carry over its parent's peak across exec) and its RSS once the jobs
+are done (VmRSS: what WORKER_MAX_MEMORY is compared with).
 
     python bench/memory_worker.py [--warm ROUNDS]
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 
 from rq import Queue
 
@@ -26,8 +25,8 @@ from src.jobs import score
 from src.runners.worker import TaskWorker, limit_malloc_arenas
 from src.settings import current_settings
 from src.storage import preload
-from src.store import connect
-from src.tasks import queues
+from src.store import Store, connect
+from src.tasks import queues, turns
 from src.tasks.queues import QUEUES
 
 
@@ -48,12 +47,14 @@ def main() -> None:
     preload(current_settings())  # as the worker does: the S3 client, when STORAGE_URL is set
     if args.warm:
         warm_up(args.warm, os.environ["WARM_PHOTO"])
-    conn = connect(current_settings().redis_url, fail_fast=False)
-    TaskWorker([Queue(name, connection=conn) for name in QUEUES], connection=conn).work(burst=True)
+    settings = current_settings()
+    conn = connect(settings.redis_url, fail_fast=False)
+    store = Store(conn, settings.task_ttl, settings.lease)
+    while turns.hand_out(store, settings):
+        TaskWorker([Queue(name, connection=conn) for name in QUEUES], connection=conn).work(burst=True)
     with open("/proc/self/status") as status:
         fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status if line.startswith("Vm")}
-    print(json.dumps({"children_peak_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-                      "own_peak_rss": fields["VmHWM"], "own_rss_after": fields["VmRSS"]}))
+    print(json.dumps({"own_peak_rss": fields["VmHWM"], "own_rss_after": fields["VmRSS"]}))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ a copy of the upload, as a spool), the job's open_photo read through, its write_
 Memory: for each backend, 6 resizes (12 MP to 1024 wide) are queued, then run by
 bench/memory_worker.py (our TaskWorker in burst mode, set up as `python -m
 src.runners.worker` is, the S3 client preloaded when STORAGE_URL is set), which reports its
-work horses' peak RSS (getrusage of its children) and its own.
+peak RSS.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def storage_ops(envs: dict[str, dict[str, str]], rounds: int, tmp: str) -> dict[
     return times
 
 
-def horse_memory(env: dict[str, str], count: int = 6) -> dict:
+def worker_memory(env: dict[str, str], count: int = 6) -> dict:
     """Queue `count` resizes with no worker, then run them in bench/memory_worker.py."""
     service = Service(env)
     try:
@@ -170,12 +170,11 @@ def main() -> None:
             print(f"the storage's own calls per task, median of {args.ops_rounds} interleaved rounds (ms):")
             report(storage_ops(envs, args.ops_rounds, tmp))
             if not args.skip_memory:
-                print("work horse peak RSS, 6 resizes of 12 MP to 1024 wide (MiB):")
+                print("worker peak RSS, 6 resizes of 12 MP to 1024 wide (MiB):")
                 for db, kind in enumerate(backends, start=3):
                     env = {**envs[kind], "REDIS_URL": f"{redis.url}/{db}"}
-                    peaks = horse_memory(env)
-                    print(f"  {kind:6}  work horses {peaks['children_peak_rss'] / MIB:6.1f}"
-                          f"   worker {peaks['own_peak_rss'] / MIB:6.1f}")
+                    peaks = worker_memory(env)
+                    print(f"  {kind:6}  worker {peaks['own_peak_rss'] / MIB:6.1f}")
         finally:
             weed.stop()
             redis.stop()

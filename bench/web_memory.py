@@ -36,9 +36,6 @@ from PIL import Image
 
 from src.local.embedded_redis import EmbeddedRedis, free_port
 from src.local.launcher import _listening_on
-from src.settings import Settings
-from src.store import Store, connect
-from src.tasks import turns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -126,15 +123,12 @@ def web_growth(env: dict[str, str], width: int, photo: bytes, uploads: int, firs
 
 
 def worker_peaks(env: dict[str, str], width: int, photo: bytes, warm: int) -> dict[str, int]:
-    """Peak RSS of the worker that resizes `photo`: the task is posted to the web, handed to
-    RQ as the dispatcher would, then one burst worker runs it and reports."""
+    """Peak RSS of the worker that resizes `photo`: the task is posted to the web, then
+    bench/memory_worker.py runs it and reports."""
     web = Web(env, width)
     try:
         answer = web.post(photo)
         assert answer.status_code == 202, answer.text
-        settings = Settings.from_env({**os.environ, **env})
-        store = Store(connect(settings.redis_url, fail_fast=True), settings.task_ttl, settings.lease)
-        assert turns.hand_out(store, settings) == 1
         report = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "memory_worker.py"), "--warm", str(warm)],
                                 cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
         done = requests.get(web.url, params={"task_id": answer.json()["task"]}, timeout=10).json()
@@ -182,7 +176,7 @@ def main() -> None:
                 for name in ("small jpeg", "large jpeg"):
                     redis_flush(redis)  # the uploads above queued jobs: this worker runs only ours
                     peaks = worker_peaks(env, args.width, photos[name], args.warm)
-                    figures[name].append(max(peaks["children_peak_rss"], peaks["own_peak_rss"]))
+                    figures[name].append(peaks["own_peak_rss"])
                     if name == "large jpeg":
                         figures["worker"].append(peaks["own_rss_after"])
                 print(f"run {run + 1}: " + ", ".join(f"{name} {value[-1] / MIB:.1f} MiB"

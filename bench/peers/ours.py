@@ -19,8 +19,10 @@ class Ours:
     name = "ours"
 
     def __init__(self, root: str, tmp: str, workers: int):
-        # One client sends every task: the per-user and queue limits off (docs/fair-sharing.md).
-        self.stack = task_cost.Stack("ours", root, tmp, workers, {"USER_MAX_WAITING": "0", "QUEUE_MAX": "0"})
+        # One client sends every task: the per-user and queue limits off (docs/fair-sharing.md);
+        # a full run stores more than a user's 5 GiB.
+        limits_off = {"USER_MAX_WAITING": "0", "QUEUE_MAX": "0", "USER_MAX_STORED_BYTES": "0"}
+        self.stack = task_cost.Stack("ours", root, tmp, workers, limits_off)
         self.session = requests.Session()
         self.ready_task: int | None = None
 
