@@ -10,6 +10,7 @@ the process outlives Redis outages. docs/architecture.md says why each.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -50,11 +51,10 @@ class TaskWorker(SimpleWorker):
     jobs_done = 0
     replace_me = ""  # why this worker should be replaced, once it is
     store: Store | None = None  # the task store, on the worker's connection
-    started_rss = 0  # bytes resident when its first job came
 
     def execute_job(self, job, queue):
         self.running_job = job.id
-        self.started_rss = self.started_rss or resident_bytes()
+        first_job_rss()  # measured once, before this process's first job
         if self.store:
             self._wake_dispatcher()
         try:
@@ -64,7 +64,7 @@ class TaskWorker(SimpleWorker):
         if job.func_name.startswith("src.jobs.sweep."):
             return  # bookkeeping, not a task's job: neither counted nor a reason to go
         self.jobs_done += 1
-        if queue.name == queues.RESIZE_QUEUE and resident_bytes() > self.started_rss + KEPT_FREE:
+        if queue.name == queues.RESIZE_QUEUE and resident_bytes() > first_job_rss() + KEPT_FREE:
             give_memory_back()
         if self.max_jobs and self.jobs_done >= self.max_jobs:
             self.replace_me = f"{self.jobs_done} jobs done (WORKER_MAX_JOBS)"
@@ -93,6 +93,12 @@ def give_memory_back() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc
+
+
+@functools.cache
+def first_job_rss() -> int:
+    """This process's resident bytes when its first job came (a fresh process after exec)."""
+    return resident_bytes()
 
 
 def resident_bytes() -> int:
