@@ -85,10 +85,10 @@ local function add_callback(id)
 end
 local held = redis.call('GET', KEYS[1])
 if held then
-  local task = redis.call('HMGET', ARGV[1] .. held, 'state', 'result')
+  local task = redis.call('HMGET', ARGV[1] .. held, 'state', 'result', 'posting')
   if task[1] and task[1] ~= 'failed' then
     if task[1] ~= 'ready' then add_callback(held) end
-    return {held, task[1], task[2] or ''}
+    return {held, task[1], task[2] or '', task[3] and '1' or ''}
   end
 end
 local n = {}
@@ -270,7 +270,8 @@ class Claim:
     state: str  # 'new' or the existing task's state
     result: Any = None  # the existing task's result, when it is ready
     job_id: str = ""  # a new task's first job, to be enqueued
-    photo_busy: bool = False  # the photo's lock was held when the new task was claimed
+    photo_busy: bool = False  # the photo's lock was held when the new task was claimed (or may be)
+    starting: bool = False  # an existing task its own POST has not started (it may have died)
     refused: str = ""  # the limit that refused the task (state 'refused'), see store_sharing.py
     retry_after: int = 0  # seconds, for that refusal
 
@@ -326,12 +327,14 @@ class Store:
                 "" if deadline is None else deadline, CALLBACKS_PREFIX, callback_url, f"msg_{uuid.uuid4().hex}",
                 MAX_CALLBACKS, owner, digest, photo_bytes, *limits, *_pairs(fields)]
         keys = [dedupe, SEQ_KEY, ACTIVE_KEY, DEADLINE_KEY, self.photo_key(digest), self._photo_lock_key(digest)]
-        task_id, state, result, *new = self._claim(keys=keys, args=args)
+        task_id, state, result, *more = self._claim(keys=keys, args=args)
         if state == b"refused":
-            return Claim(0, "refused", refused=result.decode(), retry_after=int(new[0]))
-        if not new:
-            return Claim(int(task_id), state.decode(), json.loads(result) if result else None)
-        return Claim(int(task_id), state.decode(), job_id=new[0].decode(), photo_busy=bool(new[1]))
+            return Claim(0, "refused", refused=result.decode(), retry_after=int(more[0]))
+        if state == b"new":
+            return Claim(int(task_id), "new", job_id=more[0].decode(), photo_busy=bool(more[1]))
+        starting = more[0] == b"1"  # claimed by a POST that has not started it: whether it still lives is unknown
+        return Claim(int(task_id), state.decode(), json.loads(result) if result else None,
+                     photo_busy=starting, starting=starting)
 
     def callbacks(self, task_id: int) -> list[dict]:
         """The task's callbacks as GET shows them: url, state, attempts, last_status."""
@@ -415,9 +418,11 @@ class Store:
             pipe.ltrim(sharing.DISPATCH_WAKE_KEY, 0, 0)
             pipe.execute()
 
-    def join_backlog(self, task_id: int, kind: str, owner: str, pipeline) -> None:
-        """A new task waits for its turn in its owner's backlog (queued on `pipeline`)."""
-        self._join_backlog(keys=[self.task_key(task_id)], args=[task_id, kind, owner], client=pipeline)
+    def join_backlog(self, task_id: int, kind: str, owner: str, counted_as: tuple[str, str]) -> bool:
+        """Start a claimed task: it waits for its turn in its owner's backlog, and the field
+        `counted_as` (hash, field) is counted. False when it was started already, or ended."""
+        key, field = counted_as
+        return bool(self._join_backlog(keys=[self.task_key(task_id), key], args=[task_id, kind, owner, field]))
 
     def take_turns(self, queue_keys: tuple[str, str], workers_key: str, batch: int,
                    due_limit: int) -> tuple[dict[int, str], dict[str, list[int]]]:

@@ -110,14 +110,17 @@ local function join_backlog(key, id, kind, owner)
 end
 """
 
-# A new resize (or any task) joins its owner's backlog, if it still waits, and wakes a
-# dispatcher waiting for work (DISPATCH_WAKE_KEY), so a new task need not wait for its tick.
-# KEYS: task.  ARGV: task number, kind, owner.
+# A new task is started: it joins its owner's backlog, if it still waits and is not started
+# yet (a second POST of the same photo may start it too, when the first died before it
+# could: the first to come starts it), is counted in the metrics hash, and wakes a
+# dispatcher waiting for work (DISPATCH_WAKE_KEY), so it need not wait for a tick.
+# KEYS: task, metrics hash.  ARGV: task number, kind, owner, the count's field.
 DISPATCH_WAKE_KEY = "pt:dispatch_wake"
 JOIN_BACKLOG = JOIN + """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' and state ~= 'running' then return 0 end
+local task = redis.call('HMGET', KEYS[1], 'state', 'posting')
+if (task[1] ~= 'queued' and task[1] ~= 'running') or not task[2] then return 0 end
 join_backlog(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
 redis.call('LPUSH', '""" + DISPATCH_WAKE_KEY + """', 1)
 redis.call('LTRIM', '""" + DISPATCH_WAKE_KEY + """', 0, 0)
 return 1

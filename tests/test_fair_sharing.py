@@ -5,6 +5,7 @@ after a worker is killed mid-job; a full upload file system."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from harness import ROOT, bearer, make_photo, noisy_photo, wait_for, wait_until
 from src.local.embedded_redis import free_port
 from src.local.processes import spawn
 from src.store import Store
+from src.tasks.dedupe import dedupe_key
 
 KEYS = "a:ka,b:kb"
 A, B = bearer("ka"), bearer("kb")
@@ -226,6 +228,27 @@ def test_a_web_process_killed_mid_post_leaves_no_task_failed_and_no_count_held(m
     assert wait_until(ended, timeout=60, interval=0.5), "a task the killed web process claimed never ended"
     states = [service.get(task).json()["status"] for task in tasks]
     assert set(states) <= {"ready", "not_found"}, {state: states.count(state) for state in set(states)}
+    assert counts_of_tasks(redis_client) == counts_kept(redis_client)
+
+
+def test_the_same_post_again_starts_a_task_its_first_post_never_started(make_service, redis_client):
+    """Seen in `make soak`: a POST claimed its task and was cut short before it started it
+    (its web process killed, or Redis killed before it wrote the start to disk). Its client
+    sends the photo again and is told to wait on that task (a dedupe hit): the task must then
+    run and end ready, not be dropped by the sweep as a task nobody started."""
+    service = make_service(workers=1)
+    first = service.post(make_photo(78), width=100).json()["task"]  # the spec as the web writes it
+    spec = redis_client.hget(f"pt:task:{first}", "spec").decode()
+    photo = make_photo(79)
+    digest = hashlib.sha256(photo).hexdigest()
+    store = Store(redis_client, service.settings.task_ttl, service.settings.lease)
+    cut_short = store.claim(dedupe_key("127.0.0.1", "resize", spec, digest), digest, owner="127.0.0.1",
+                            photo_bytes=len(photo), kind="resize", spec=spec)  # the first POST, up to where it died
+
+    again = service.post(photo, width=100)
+    assert again.status_code == 202
+    assert again.json() == {"status": "wait", "task": cut_short.task_id, "result": None}
+    assert service.wait_done(cut_short.task_id, timeout=30).json()["status"] == "ready"
     assert counts_of_tasks(redis_client) == counts_kept(redis_client)
 
 

@@ -108,18 +108,22 @@ def _start(ctx: Context, user: str, kind: str, settings_key: str, spool, callbac
     if claim.refused:  # a limit: nothing was stored
         raise refused(rules.refusal(claim.refused, claim.retry_after, ctx.settings))
     if not claim.is_new:
+        if claim.starting:  # its POST died before it could start it (or is still at it): start it here
+            _begin(ctx, claim, kind, user, spool)
         return _existing(claim)
     try:
-        lifecycle.keep_photo(store, ctx.storage, claim, spool.digest, spool.path)
-        with store.redis.pipeline() as pipe:
-            queues.start_task(store, kind, claim.task_id, user, pipe)
-            metrics.task_created(pipe, kind)
-            pipe.execute()
+        _begin(ctx, claim, kind, user, spool)
     except Exception:
         lifecycle.delete_task(store, ctx.storage, claim.task_id)
         raise
     body = {"status": "received", "task": claim.task_id, "result": None}
     return json_response(body, 202, location(claim.task_id))
+
+
+def _begin(ctx: Context, claim: Claim, kind: str, user: str, spool) -> None:
+    """Put the photo in its place, then start the task (the first POST to get there does)."""
+    lifecycle.keep_photo(ctx.store, ctx.storage, claim, spool.digest, spool.path)
+    queues.start_task(ctx.store, kind, claim.task_id, user, metrics.task_created(kind))
 
 
 # --- sharing the service fairly (docs/fair-sharing.md) -----------------------------------

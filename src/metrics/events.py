@@ -35,9 +35,10 @@ CALLBACK_ATTEMPTS = SharedMetric(
 SHARED = (TASKS_CREATED, TASKS_FINISHED, SCORER_CALLS, RESIZES, CALLBACK_ATTEMPTS)
 
 
-def task_created(pipe: redis.client.Pipeline, kind: str) -> None:
-    """Count a new task in the pipeline that enqueues its job (one round trip for both)."""
-    TASKS_CREATED.add(pipe, (kind,))
+def task_created(kind: str) -> tuple[str, str]:
+    """Where a new task is counted: the script that starts it adds one there (exactly once,
+    whichever POST starts it)."""
+    return TASKS_CREATED.counter((kind,))
 
 
 def task_finished(conn: redis.Redis, kind: str, outcome: str) -> None:

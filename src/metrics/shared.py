@@ -30,7 +30,11 @@ class SharedMetric:
     buckets: tuple[float, ...] = ()
 
     def add(self, pipe, values: tuple[str, ...]) -> None:
-        pipe.hincrby(KEY, self._field(values, "count"), 1)
+        pipe.hincrby(*self.counter(values), 1)
+
+    def counter(self, values: tuple[str, ...]) -> tuple[str, str]:
+        """The hash and field counting these label values, for a script to add to."""
+        return KEY, self._field(values, "count")
 
     def observe(self, pipe, values: tuple[str, ...], amount: float) -> None:
         bound = next((b for b in self.buckets if amount <= b), math.inf)

@@ -40,11 +40,11 @@ def enqueue_task(conn: redis.Redis, kind: str, task_id: int, job_id: str, settin
     return Queue(kind, connection=conn).enqueue_job(job, pipeline=pipeline)
 
 
-def start_task(store, kind: str, task_id: int, owner: str, pipeline: redis.client.Pipeline) -> None:
-    """Start a new task's work, when the caller executes `pipeline`: its first run waits for
-    its turn in its owner's backlog (src/tasks/turns.py), whence the dispatcher hands it to
-    RQ (a scoring task's first call batched as polls are)."""
-    store.join_backlog(task_id, kind, owner, pipeline)
+def start_task(store, kind: str, task_id: int, owner: str, counted_as: tuple[str, str]) -> bool:
+    """Start a claimed task's work: its first run waits for its turn in its owner's backlog
+    (src/tasks/turns.py), whence the dispatcher hands it to RQ (a scoring task's first call
+    batched as polls are). False when it was started already."""
+    return store.join_backlog(task_id, kind, owner, counted_as)
 
 
 def enqueue_jobs(conn: redis.Redis, resizes: dict[int, str], batches: dict[str, list[int]],

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from src.metrics import task_created
 from src.store import Store
 from src.tasks.dedupe import dedupe_key
 
 OFF = (0, 0, 0, 0, 0)
+CREATED = task_created("resize")
 
 
 @pytest.fixture
@@ -63,13 +65,25 @@ def test_backlogs_are_taken_one_task_per_user_per_turn(store, redis_client):
     redis_client.sadd("rq:workers", *[f"w{i}" for i in range(8)])  # room for four jobs
     tasks = {owner: [claim(store, owner, f"{owner}{i}".ljust(64, "0")).task_id for i in range(3)]
              for owner in ("ann", "bob")}
-    with redis_client.pipeline() as pipe:
-        for owner, ids in tasks.items():
-            for task_id in ids:
-                store.join_backlog(task_id, "resize", owner, pipe)
-        pipe.execute()
+    for owner, ids in tasks.items():
+        for task_id in ids:
+            assert store.join_backlog(task_id, "resize", owner, CREATED)
     resizes, batches = take(store)
     assert list(resizes) == [tasks["ann"][0], tasks["bob"][0], tasks["ann"][1], tasks["bob"][1]]
     assert not batches
     assert all(store.get(t)["job_id"] == job and "turn" not in store.get(t) for t, job in resizes.items())
     assert store.get(tasks["ann"][2])["turn"] == "backlog"
+
+
+def test_a_task_is_started_once_and_counted_once_whichever_post_starts_it(store, redis_client):
+    """A POST that dedupes onto a task its own POST never started (that POST died between its
+    claim and its start, or Redis lost the start) is told so, and starts it; the first start
+    counts, a second one changes nothing."""
+    first = claim(store)
+    again = claim(store)
+    assert (again.task_id, again.state, again.starting) == (first.task_id, "queued", True)
+    assert store.join_backlog(first.task_id, "resize", "ann", CREATED)
+    assert not store.join_backlog(first.task_id, "resize", "ann", CREATED)
+    assert redis_client.lrange("pt:backlog:resize:ann", 0, -1) == [str(first.task_id).encode()]
+    assert redis_client.hget(*CREATED) == b"1"
+    assert not claim(store).starting
