@@ -97,13 +97,26 @@ def snapshot(redis_client, service) -> tuple:
     return keys, redis_client.get("pt:task_seq"), files_under(service.settings.upload_dir)
 
 
+def settled(look, interval: float = 0.02, timeout: float = 2.0):
+    """What `look()` sees once two looks in a row agree: what an earlier request set going
+    (a task handed to RQ by the dispatcher a moment after its POST was answered) is done."""
+    seen, deadline = look(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        again = look()
+        if again == seen:
+            return again
+        seen = again
+    return seen
+
+
 @pytest.fixture
 def rejected(redis_client):
     """`rejected(service, send, status, field=None)`: `send()` is answered with the error
     shape and leaves no key, job or file behind."""
 
     def check(service, send, status, field=None):
-        before = snapshot(redis_client, service)
+        before = settled(lambda: snapshot(redis_client, service))
         answer = send()
         assert_error_shape(answer, status, field)
         time.sleep(0.05)
