@@ -270,7 +270,7 @@ class Claim:
     state: str  # 'new' or the existing task's state
     result: Any = None  # the existing task's result, when it is ready
     job_id: str = ""  # a new task's first job, to be enqueued
-    photo_busy: bool = False  # the photo's lock was held when the new task was claimed (or may be)
+    photo_busy: bool = False  # the photo's lock was held when the new task was claimed
     starting: bool = False  # an existing task its own POST has not started (it may have died)
     refused: str = ""  # the limit that refused the task (state 'refused'), see store_sharing.py
     retry_after: int = 0  # seconds, for that refusal
@@ -333,8 +333,7 @@ class Store:
         if state == b"new":
             return Claim(int(task_id), "new", job_id=more[0].decode(), photo_busy=bool(more[1]))
         starting = more[0] == b"1"  # claimed by a POST that has not started it: whether it still lives is unknown
-        return Claim(int(task_id), state.decode(), json.loads(result) if result else None,
-                     photo_busy=starting, starting=starting)
+        return Claim(int(task_id), state.decode(), json.loads(result) if result else None, starting=starting)
 
     def callbacks(self, task_id: int) -> list[dict]:
         """The task's callbacks as GET shows them: url, state, attempts, last_status."""

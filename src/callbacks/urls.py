@@ -32,10 +32,6 @@ class Target:
     path: str  # path and query, at least "/"
     netloc: str  # the Host header: host, and port when the URL gives one
 
-    @property
-    def default_port(self) -> bool:
-        return self.port == SCHEMES[self.scheme]
-
 
 def parse(url: str) -> Target:
     """The parts of a callback URL, or RefusedUrl."""

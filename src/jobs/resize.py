@@ -18,8 +18,7 @@ from src.limits.disk import is_disk_full
 from src.settings import current_settings
 from src.storage import Storage, StoreUnavailable
 from src.store import Store
-from src.tasks import lifecycle, queues, results
-from src.tasks.losses import MAX_LOSSES
+from src.tasks import lifecycle, losses, queues, results
 from src.tasks.resize_spec import ResizeSpec
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def resize_task(task_id: int) -> str:
             return _run(store, storage, task_id, task)
         except StoreUnavailable as exc:
             if time.monotonic() - started > STORE_WAIT:
-                return _hand_over(store, task_id, task)
+                return _hand_over(store, task_id)
             log.warning("task %s: %s; trying again in %g s", task_id, exc, delay)
             time.sleep(delay)
             delay = min(2 * delay, MAX_STORE_DELAY)
@@ -103,10 +102,10 @@ def _run(store: Store, storage: Storage, task_id: int, task: dict) -> str:
             lifecycle.remove_result_file(store, storage, name)
 
 
-def _hand_over(store: Store, task_id: int, task: dict) -> str:
+def _hand_over(store: Store, task_id: int) -> str:
     """The store is still away: a new job takes the task, and this worker is free."""
-    new_job = queues.new_job_id(task_id)
-    if store.replace_job(task_id, running.fence(), new_job, MAX_LOSSES, counted=False) != "replaced":
+    verdict, new_job = losses.replace_job(store, task_id, queues.RESIZE_QUEUE, running.fence(), False,
+                                          current_settings())
+    if verdict != "replaced":
         return "task gone"
-    queues.enqueue_task(store.redis, queues.RESIZE_QUEUE, task_id, new_job, current_settings())
     return f"the object store is unavailable; handed over to {new_job}"

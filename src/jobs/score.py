@@ -25,6 +25,7 @@ import redis
 from src.jobs import running
 from src.jobs.failure import fail_as_bug
 from src.jobs.scorer_client import FAULT, READY, REJECTED, WAIT, Answer, ScorerClient
+from src.limits.disk import is_disk_full
 from src.settings import Settings, current_settings
 from src.storage import StoreUnavailable
 from src.store import Store
@@ -36,7 +37,7 @@ MAX_BACKOFF = 30.0
 MAX_RESTARTS = 3  # a scorer that forgot our retry_id: start over with the photo, this often
 PROGRESS_SENT = 10
 PROGRESS_WAITING_MAX = 95
-STORE_RETRY_DELAY = 2.0  # seconds before a run that found the object store away is tried again
+STORE_RETRY_DELAY = 2.0  # seconds before a run that found the object store away (or the disk full) is tried again
 
 
 class Run(NamedTuple):
@@ -100,6 +101,10 @@ def _score(run: Run, task_id: int) -> str:
         answer = _call(task)
     except StoreUnavailable as exc:  # not the scorer's fault, nor the task's: wait for the store
         return _run_again(run, task_id, task, STORE_RETRY_DELAY, last_fault=str(exc))
+    except OSError as exc:  # the photo's copy from the store met a full disk: run again later
+        if not is_disk_full(exc):
+            raise
+        return _run_again(run, task_id, task, STORE_RETRY_DELAY, last_fault=f"the disk is full: {exc}")
     if answer.kind == READY:
         lifecycle.finish_task(store, task_id, answer.result, fence=run.fence)
         return "ready"

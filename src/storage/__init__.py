@@ -74,15 +74,15 @@ def open_storage(settings: Settings) -> Storage:
 
 
 def preload(settings: Settings) -> None:
-    """Import the chosen backend's client library now: a worker does so once, and the work
-    horses it forks for resizes inherit it instead of importing it for every task."""
+    """Import the chosen backend's client library now: a worker does so once at start, not
+    in its first job."""
     if settings.storage_url:
         import src.storage.s3  # noqa: F401
 
 
 def current_storage(settings: Settings) -> Storage:
-    """This process's storage (a forked work horse makes its own: its connections are not
-    shared with its parent's)."""
+    """This process's storage (a forked process makes its own: connections are not shared
+    across a fork)."""
     return _per_process(settings.storage_url, settings.s3_endpoint_url, settings.upload_dir, os.getpid())
 
 

@@ -20,8 +20,6 @@ from werkzeug.wrappers import Response
 
 from src.tasks import photos, results
 
-ONE_YEAR = 365 * 24 * 3600
-
 
 class LocalDisk:
     kind = "local"
@@ -55,7 +53,7 @@ class LocalDisk:
         """werkzeug serves the file: Content-Type, ETag with 304, one Range, Last-Modified."""
         try:
             return send_from_directory(results.results_dir(self.upload_dir), name, environ,
-                                       mimetype=results.mime_type(name), max_age=ONE_YEAR, etag=True)
+                                       mimetype=results.mime_type(name), max_age=results.CACHE_SECONDS, etag=True)
         except NotFound:
             return None
 

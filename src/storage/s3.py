@@ -36,7 +36,6 @@ from src.settings import Settings, SettingsError
 from src.storage import StoreUnavailable
 from src.tasks import results
 
-ONE_YEAR = 365 * 24 * 3600
 LIST_BATCH = 1000
 MIN_PART = 5 * 1024 * 1024  # S3's smallest part: a part this large or larger makes one PUT
 CHUNK = 64 * 1024
@@ -164,8 +163,8 @@ class S3Store:
         response.content_length = stat.size
         if stat.last_modified is not None:
             response.last_modified = stat.last_modified
-        response.cache_control.max_age = ONE_YEAR
-        response.expires = int(time.time() + ONE_YEAR)
+        response.cache_control.max_age = results.CACHE_SECONDS
+        response.expires = int(time.time() + results.CACHE_SECONDS)
         response.set_etag((stat.etag or "").strip('"') or f"{stat.size}-{name}")
         try:
             return response.make_conditional(environ, accept_ranges=True, complete_length=stat.size)

@@ -25,9 +25,10 @@ def keep_photo(store: Store, storage: Storage, claim: Claim, digest: str, temp_p
     any later one counts the task: the file is moved without the lock. Otherwise the move
     waits for the lock, so that a release that found no user before the claim removes the
     old file before the move, not the new one after it. Rewriting an existing copy is
-    harmless: the bytes are the same by construction.
+    harmless: the bytes are the same by construction. A task claimed earlier by another POST
+    (`claim.starting`) takes the lock too: what its lock was then is not known.
     """
-    if not claim.photo_busy:
+    if not (claim.photo_busy or claim.starting):
         storage.put_photo(digest, temp_path)
         return
     with store.photo_lock(digest):

@@ -19,6 +19,7 @@ URL_PREFIX = "/files/"
 TOKEN_BYTES = 24
 NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(?:%s)" % "|".join(EXTENSIONS.values()))
 MIME_TYPES = {EXTENSIONS[fmt]: mime for fmt, mime in FORMATS.items()}
+CACHE_SECONDS = 365 * 24 * 3600  # a result never changes under its name: clients may keep it a year
 
 
 def new_name(fmt: str) -> str:

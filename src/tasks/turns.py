@@ -19,14 +19,13 @@ from src.store import Store
 from src.tasks import queues
 
 DUE_LIMIT = 512  # due runs moved to the backlogs in one tick
+QUEUE_KEYS = tuple(Queue.redis_queue_namespace_prefix + name for name in (queues.SCORE_QUEUE, queues.RESIZE_QUEUE))
 
 
 def hand_out(store: Store, settings: Settings) -> int:
     """Move the due runs to their backlogs, and top RQ's queues up from the backlogs in
     turns; the number of tasks handed to RQ."""
-    conn = store.redis
-    queue_keys = (Queue(queues.SCORE_QUEUE, connection=conn).key, Queue(queues.RESIZE_QUEUE, connection=conn).key)
-    resizes, batches = store.take_turns(queue_keys, Worker.redis_workers_keys, queues.SCORE_BATCH, DUE_LIMIT)
+    resizes, batches = store.take_turns(QUEUE_KEYS, Worker.redis_workers_keys, queues.SCORE_BATCH, DUE_LIMIT)
     if resizes or batches:
-        queues.enqueue_jobs(conn, resizes, batches, settings)
+        queues.enqueue_jobs(store.redis, resizes, batches, settings)
     return len(resizes) + sum(map(len, batches.values()))

@@ -57,16 +57,19 @@ class Application:
             return _from_http_exception(exc, self.ctx.settings.max_upload_bytes).response()
         except StoreUnavailable as exc:
             log.warning("request %s: object store unavailable: %s", request_id, exc)
-            return ApiError(503, "unavailable", "the object store is unavailable; try again shortly",
-                            headers={"Retry-After": "1"}).response()
+            return self._store_away("object store")
         except Exception as exc:
             if _unavailable(exc):
                 log.warning("request %s: Redis unavailable: %s", request_id, exc)
-                self.ctx.metrics.count_refusal(503, "unavailable")
-                return ApiError(503, "unavailable", "the task store is unavailable; try again shortly",
-                                headers={"Retry-After": "1"}).response()
+                return self._store_away("task store")
             log.exception("request %s failed", request_id)
             return ApiError(500, "internal_error", f"internal error (request id {request_id})").response()
+
+    def _store_away(self, what: str) -> Response:
+        """503 for a store we depend on that is away (counted as a refusal, as any other)."""
+        self.ctx.metrics.count_refusal(503, "unavailable")
+        return ApiError(503, "unavailable", f"the {what} is unavailable; try again shortly",
+                        headers={"Retry-After": "1"}).response()
 
 
 # Redis is there but will not serve us now: gone or slow (ConnectionError, which includes
