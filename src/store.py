@@ -264,6 +264,13 @@ def take_turn(conn: redis.Redis, chore: str, seconds: float) -> bool:
     return bool(conn.set(f"{PREFIX}turn:{chore}", 1, nx=True, px=max(1, int(seconds * 1000))))
 
 
+
+def backlog_lengths(client: redis.Redis, kinds: tuple[str, ...]) -> list[int]:
+    """Tasks waiting their turn in the users' backlogs, for each kind (fair turns keep RQ's own
+    queues short: src/tasks/turns.py)."""
+    return client.eval(sharing.BACKLOG_LENGTHS, 0, *kinds)
+
+
 @dataclass(frozen=True)
 class Claim:
     task_id: int

@@ -191,3 +191,17 @@ for _ = 1, room - redis.call('LLEN', KEYS[3]) do
 end
 return {resizes, batches}
 """
+
+# How many tasks wait their turn in the backlogs of each kind in ARGV: the sum over the users
+# in that kind's ring (what RQ's own, short, queues do not show).
+BACKLOG_LENGTHS = """
+local lengths = {}
+for i, kind in ipairs(ARGV) do
+  local n = 0
+  for _, owner in ipairs(redis.call('LRANGE', 'pt:turns:' .. kind, 0, -1)) do
+    n = n + redis.call('LLEN', 'pt:backlog:' .. kind .. ':' .. owner)
+  end
+  lengths[i] = n
+end
+return lengths
+"""

@@ -83,6 +83,16 @@ def test_readyz_is_503_without_a_worker_and_counts_waiting_jobs(make_service):
     assert body["queues"]["resize"] == 0
 
 
+def test_queue_depths_count_the_tasks_waiting_their_turn(make_service):
+    """Fair turns keep RQ's own queue at about one job per two workers; the depth an operator
+    sees in /readyz and /metrics is every run waiting, the users' backlogs included."""
+    service = make_service(workers=0)
+    for seed in range(5):
+        assert service.post(make_photo(40 + seed), width=50).status_code == 202
+    wait_for(lambda: service.fetch("/readyz").json()["queues"]["resize"] == 5)
+    assert value(scrape(service), "photo_tasks_queue_depth", queue="resize") == 5
+
+
 def test_readyz_is_503_when_redis_is_gone(tmp_path):
     service = without_redis(tmp_path)
     try:

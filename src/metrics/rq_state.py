@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis
 from rq import Queue, Worker
 
+from src.store import backlog_lengths
 from src.tasks.liveness import alive_key
 from src.tasks.queues import QUEUES
 
@@ -23,5 +24,7 @@ def workers_alive(conn: redis.Redis) -> list[str]:
 
 
 def queue_depths(conn: redis.Redis) -> dict[str, int]:
-    """How many jobs wait on each of the service's queues."""
-    return {name: Queue(name, connection=conn).count for name in QUEUES}
+    """How many runs wait on each of the service's queues: RQ's jobs, and the tasks waiting
+    their turn in the users' backlogs to become one."""
+    waiting = backlog_lengths(conn, QUEUES)
+    return {name: Queue(name, connection=conn).count + turns for name, turns in zip(QUEUES, waiting)}

@@ -144,7 +144,8 @@ class ServiceCollector:
         up.add_metric([], 1)
         yield up
         yield from shared.families(raw, (*WEB, *SHARED))
-        depth = GaugeMetricFamily("photo_tasks_queue_depth", "Jobs waiting on each RQ queue.", labels=("queue",))
+        depth = GaugeMetricFamily("photo_tasks_queue_depth", "Runs waiting on each queue: RQ's jobs, and the tasks "
+                                  "waiting their turn in the users' backlogs.", labels=("queue",))
         for queue, count in depths.items():
             depth.add_metric([queue], count)
         yield depth
