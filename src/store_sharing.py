@@ -157,13 +157,16 @@ local function take(kind)
     end
   end
 end
+local function assign(id, key, job)
+  redis.call('HSET', key, 'job_id', job)
+  redis.call('HDEL', key, 'turn')
+  redis.call('ZADD', KEYS[2], lease, id)
+end
 local jobs = 0
 local function start(id, key)
   jobs = jobs + 1
   local job = 'task-' .. id .. '-' .. token .. jobs
-  redis.call('HSET', key, 'job_id', job)
-  redis.call('HDEL', key, 'turn')
-  redis.call('ZADD', KEYS[2], lease, id)
+  assign(id, key, job)
   return job
 end
 local room = math.max(1, math.floor(redis.call('SCARD', KEYS[5]) / 2))
@@ -182,9 +185,7 @@ for _ = 1, room - redis.call('LLEN', KEYS[3]) do
   while #one <= batch do
     local more, more_key = take('score')
     if not more then break end
-    redis.call('HSET', more_key, 'job_id', job)
-    redis.call('HDEL', more_key, 'turn')
-    redis.call('ZADD', KEYS[2], lease, more)
+    assign(more, more_key, job)
     one[#one + 1] = more
   end
   batches[#batches + 1] = one
